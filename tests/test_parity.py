@@ -1,0 +1,100 @@
+"""Every framework computes what the numpy reference computes, from the same weights and batches.
+
+Run in each framework's tox env; a framework not installed here is skipped.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+
+from harness import data, reference
+from harness.spec import MODELS, Hyper, model_spec
+from harness.weights import initial_weights
+from tests.conftest import FRAMEWORKS
+
+# float32 forward against float64: relative error of the logits, max |a - b| / max |b|.
+FORWARD_RTOL = 1e-5
+# 50 float32 steps against the float64 reference, per-step loss relative error.
+TRAJECTORY_RTOL = 1e-4
+TRAJECTORY_STEPS = 50
+SEED = 0
+RECIPES = {
+    "adam": Hyper(optimizer="adam", lr=1e-3, batch_size=32, seed=SEED),
+    # lr large enough that 50 steps move the loss visibly, small enough not to diverge
+    "sgd": Hyper(optimizer="sgd", lr=0.05, momentum=0.9, batch_size=32, seed=SEED),
+}
+
+
+def rel_err(got, want) -> float:
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    return float(np.max(np.abs(got - want)) / np.max(np.abs(want)))
+
+
+def build(make_impl, framework, model_name, mnist, hyper):
+    model = model_spec(model_name)
+    weights = initial_weights(model, hyper.seed)
+    impl = make_impl(framework)
+    impl.build(model, hyper, mnist, weights, "cpu", None)
+    return impl, model, weights
+
+
+@functools.lru_cache(maxsize=None)
+def reference_run(model_name: str, optimizer: str):
+    """Per-step losses and final weights of the float64 reference (computed once per session)."""
+    mnist = data.load("mnist")
+    hyper = RECIPES[optimizer]
+    model = model_spec(model_name)
+    order = data.batch_order(len(mnist.x_train), hyper.batch_size, hyper.seed, 0)[:TRAJECTORY_STEPS]
+    losses, final = reference.trajectory(model, hyper, initial_weights(model, hyper.seed),
+                                         mnist.x_train, mnist.y_train, order)
+    return order, losses, final
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("model_name", MODELS)
+def test_canonical_weights_round_trip_exactly(make_impl, framework, model_name, mnist):
+    impl, model, weights = build(make_impl, framework, model_name, mnist, RECIPES["adam"])
+    got = impl.get_weights()
+    assert set(got) == set(weights)
+    for name in weights:
+        np.testing.assert_array_equal(got[name], weights[name], err_msg=name)
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("model_name", MODELS)
+def test_native_init_has_design_parameter_count(make_impl, framework, model_name, mnist):
+    model = model_spec(model_name)
+    impl = make_impl(framework)
+    impl.build(model, Hyper(init="native"), mnist, None, "cpu", None)
+    got = impl.get_weights()
+    assert {k: v.shape for k, v in got.items()} == model.param_shapes()
+    assert sum(v.size for v in got.values()) == MODELS[model_name].params
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("model_name", MODELS)
+def test_forward_logits_match_reference(make_impl, framework, model_name, mnist):
+    impl, model, weights = build(make_impl, framework, model_name, mnist, RECIPES["adam"])
+    x = mnist.x_test[:256]
+    got = impl.logits(x)
+    assert got.shape == (256, 10) and got.dtype == np.float32
+    assert rel_err(got, reference.forward(model, weights, x)) <= FORWARD_RTOL
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("optimizer", RECIPES)
+@pytest.mark.parametrize("model_name", MODELS)
+def test_first_50_steps_match_reference_losses(make_impl, framework, model_name, optimizer, mnist):
+    order, want_losses, want_weights = reference_run(model_name, optimizer)
+    impl, _, _ = build(make_impl, framework, model_name, mnist, RECIPES[optimizer])
+    losses = np.asarray(impl.train_epoch(order))
+    assert losses.shape == (TRAJECTORY_STEPS,)
+    per_step = np.abs(losses - want_losses) / np.abs(want_losses)
+    assert per_step.max() <= TRAJECTORY_RTOL, f"worst step {per_step.argmax()}: {per_step.max():.2e}"
+    # The losses moved (a frozen model would match step 0 only) and weights followed them.
+    assert want_losses[-1] < want_losses[0]
+    got = impl.get_weights()
+    for name, want in want_weights.items():
+        assert rel_err(got[name], want) <= 1e-3, name
