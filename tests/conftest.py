@@ -6,7 +6,7 @@ import importlib.util
 import pytest
 
 from harness import data
-from harness.spec import IMPLS, load_impl
+from harness.spec import DEFAULT_FRAMEWORKS, load_impl
 
 # The Python package each framework needs; tests of a framework not installed are skipped,
 # so each tox env runs the tests of its own framework.
@@ -18,7 +18,7 @@ def installed(framework: str) -> bool:
 
 
 FRAMEWORKS = [pytest.param(f, marks=pytest.mark.skipif(not installed(f), reason=f"{f} not installed"))
-              for f in IMPLS]
+              for f in DEFAULT_FRAMEWORKS]
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,8 @@ from harness.spec import MODELS, Hyper, model_spec
 from harness.weights import initial_weights
 from tests.conftest import FRAMEWORKS
 
+pytestmark = pytest.mark.framework
+
 # float32 forward against float64: relative error of the logits, max |a - b| / max |b|.
 FORWARD_RTOL = 1e-5
 # 50 float32 steps against the float64 reference, per-step loss relative error.

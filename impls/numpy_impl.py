@@ -1,0 +1,48 @@
+"""The float64 numpy reference (harness/reference.py) behind the Impl contract.
+
+Not a contender: it is the oracle, runnable as a cell so that the runner, the result files
+and the report can be exercised with no framework installed, and so that a report can put
+the frameworks beside the maths they should reproduce. Only `--framework numpy` runs it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from harness import reference
+from harness.spec import EVAL_BATCH, HarnessError, modes
+from harness.weights import initial_weights
+
+
+class NumpyImpl:
+    framework = "numpy"
+
+    def build(self, model, hyper, data, weights, device, mode):
+        if device != "cpu":
+            raise HarnessError("the numpy reference runs on the CPU only; use --device cpu")
+        if mode not in (None, *modes(self.framework)):
+            raise HarnessError(f"{self.framework} has no mode {mode!r}; "
+                               f"valid modes: {', '.join(modes(self.framework))}")
+        # native init: numpy has no framework default, so it is the canonical scheme
+        weights = weights if weights is not None else initial_weights(model, hyper.seed)
+        self.model, self.x, self.y = model, data.x_train, data.y_train
+        self.params = {k: np.asarray(v, np.float64) for k, v in weights.items()}
+        self.opt = reference.Optimizer(hyper)
+
+    def train_epoch(self, order):
+        losses = []
+        for batch in order:
+            loss, grads = reference.loss_and_grads(self.model, self.params, self.x[batch], self.y[batch])
+            losses.append(loss)
+            self.params = self.opt.step(self.params, grads)
+        return np.array(losses)
+
+    def sync(self):
+        pass
+
+    def logits(self, x):
+        out = [reference.forward(self.model, self.params, x[i:i + EVAL_BATCH])
+               for i in range(0, len(x), EVAL_BATCH)]
+        return np.concatenate(out).astype(np.float32) if out else np.zeros((0, self.model.num_classes), np.float32)
+
+    def get_weights(self):
+        return {k: v.astype(np.float32) for k, v in self.params.items()}

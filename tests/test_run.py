@@ -1,0 +1,136 @@
+"""The runner: result files follow the schema, are whole or absent, and the matrix goes on."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness import results
+from tests.conftest import installed
+
+ROOT = Path(__file__).resolve().parents[1]
+FAKES = ("diverging=tests.fake_impls:DivergingImpl,failing=tests.fake_impls:FailingImpl,"
+         "oom=tests.fake_impls:OomImpl")
+# tiny5x5 with batch 2: five steps an epoch, so a whole cell takes a fraction of a second
+TINY = ["--dataset", "tiny5x5", "--model", "logistic", "--batch-size", "2", "--epochs", "3"]
+
+
+def run(*args, out: Path, env=None, **kw):
+    env = {**os.environ, "FWCOMPARE_IMPLS": FAKES, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "harness.run", *args, "--out", str(out), "--quiet"],
+                          cwd=ROOT, text=True, capture_output=True, env=env, **kw)
+
+
+def load_all(out: Path) -> dict[str, dict]:
+    return {json.loads(p.read_text())["cell"]["framework"]: json.loads(p.read_text())
+            for p in out.glob("*.json")}
+
+
+def test_result_file_follows_the_schema_and_records_where_it_ran(tmp_path):
+    jsonschema = pytest.importorskip("jsonschema")
+    proc = run("--framework", "numpy", *TINY, out=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    (result,) = load_all(tmp_path).values()
+    jsonschema.validate(result, results.SCHEMA)
+    m = result["metrics"]
+    assert result["status"] == "ok" and result["curves"]["epoch"] == [1, 2, 3]
+    assert m["epoch_s"]["n"] == 2 and m["first_epoch_s"] > 0  # first epoch apart from the steady ones
+    assert 0 <= m["test_accuracy"] <= 1 and len(m["per_class_accuracy"]) == 10
+    assert m["latency_b1_ms"]["p99"] >= m["latency_b1_ms"]["p50"] > 0
+    # on a CPU the GPU metrics say why they are missing, never zero
+    assert m["gpu_busy_s"] == {"available": False, "reason": "no GPU: the cell ran on the CPU"}
+    assert result["env"]["commit"] != "" and result["env"]["settings"]["threads"] >= 1
+
+
+def test_diverging_cell_is_recorded_and_the_matrix_goes_on(tmp_path):
+    proc = run("--framework", "diverging", "numpy", *TINY, out=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    cells = load_all(tmp_path)
+    assert cells["diverging"]["status"] == "diverged"
+    assert "step 3" in cells["diverging"]["message"]
+    assert cells["numpy"]["status"] == "ok"
+
+
+def test_errors_and_out_of_memory_are_recorded_and_the_matrix_goes_on(tmp_path):
+    proc = run("--framework", "failing", "oom", "numpy", *TINY, out=tmp_path)
+    assert proc.returncode == 1  # an error is a failure of the run, after every cell ran
+    cells = load_all(tmp_path)
+    assert cells["failing"]["status"] == "error"
+    assert "simulated framework failure" in cells["failing"]["message"]
+    assert cells["oom"]["status"] == "oom" and cells["numpy"]["status"] == "ok"
+
+
+def test_rerun_skips_finished_cells_unless_forced(tmp_path):
+    run("--framework", "numpy", *TINY, out=tmp_path)
+    (path,) = tmp_path.glob("*.json")
+    before = path.read_text()
+    again = run("--framework", "numpy", *TINY, out=tmp_path)
+    assert "1 done before" in again.stdout and path.read_text() == before
+    forced = run("--framework", "numpy", *TINY, "--force", out=tmp_path)
+    assert "1 ok" in forced.stdout and path.read_text() != before
+
+
+@pytest.mark.parametrize("flag,bad,valid", [
+    ("--framework", "tensorflow", "valid frameworks: torch, keras, jax, numpy"),
+    ("--model", "resnet", "valid models: logistic, mlp, cnn"),
+    ("--mode", "turbo", "valid modes:"),
+    ("--dataset", "cifar", "valid datasets: mnist, fashion, tiny5x5"),
+])
+def test_unknown_names_give_one_line_listing_the_valid_ones(tmp_path, flag, bad, valid):
+    proc = run(flag, bad, out=tmp_path, env={"FWCOMPARE_IMPLS": ""})
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and valid in proc.stderr
+    assert "Traceback" not in proc.stderr and not list(tmp_path.glob("*"))
+
+
+def test_framework_not_installed_is_skipped_with_its_reason(tmp_path):
+    missing = [f for f in ("torch", "keras", "jax") if not installed(f)]
+    if not missing:
+        pytest.skip("every framework is installed here")
+    proc = run("--framework", missing[0], "numpy", *TINY, out=tmp_path)
+    assert proc.returncode == 0
+    assert f"not installed here (run it in its tox env: tox -e {missing[0]})" in proc.stderr
+    assert "1 skipped" in proc.stdout and list(load_all(tmp_path)) == ["numpy"]
+
+
+def test_a_write_killed_midway_leaves_no_result_file(tmp_path):
+    target = tmp_path / "cell.json"
+    code = f"""
+import json, os, signal
+from pathlib import Path
+from harness import results
+def dump(obj, f, **kw):
+    f.write('{{"schema_version": 1, "cell": ')
+    f.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+json.dump = dump
+results.write_json_atomic(Path({str(target)!r}), {{"status": "ok"}})
+"""
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT)
+    assert proc.returncode == -signal.SIGKILL
+    assert not target.exists() and not results.finished(target)
+    assert not list(tmp_path.glob("*.json"))  # only the hidden temporary, which nothing reads
+
+
+def test_ctrl_c_leaves_only_complete_result_files(tmp_path):
+    # first a quick cell, then a slow one (the float64 MLP on all of MNIST) to interrupt
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.run", "--framework", "numpy", "--model", "logistic", "mlp",
+         "--dataset", "tiny5x5", "mnist", "--batch-size", "2", "--epochs", "1", "--out", str(tmp_path),
+         "--quiet"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while len(list(tmp_path.glob("*.json"))) < 1 and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)  # into the slow cell
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    for path in tmp_path.glob("*.json"):
+        assert results.finished(path)  # every file there parses and holds a final status
+    assert len(list(tmp_path.glob("*.json"))) < 4
