@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.spec import (DEFAULT_FRAMEWORKS, MODELS, DataSpec, HarnessError, Hyper, cli_main,
+from harness.spec import (DEFAULT_FRAMEWORKS, MODELS, RECIPE_MODELS, DataSpec, HarnessError, Hyper, cli_main,
                           impls, load_impl, model_spec, modes)
 
 KERAS_BACKENDS = ("tensorflow", "jax", "torch")
@@ -52,6 +52,7 @@ class Cell:
     precision: str = "float32"
     device: str = "cpu"
     threads: int = 0  # 0: every core
+    recipe: str | None = None  # the seed recipe this cell belongs to (harness/recipes.py)
 
     @property
     def id(self) -> str:
@@ -59,7 +60,8 @@ class Cell:
         digest = hashlib.sha1(json.dumps(self.asdict(), sort_keys=True).encode()).hexdigest()[:8]
         fw = f"{self.framework}-{self.backend}" if self.backend else self.framework
         h = self.hyper
-        return (f"{self.data.name}-{self.model}-{fw}-{self.mode}-b{h.batch_size}-{h.optimizer}"
+        prefix = f"{self.recipe}-" if self.recipe else ""
+        return (f"{prefix}{self.data.name}-{self.model}-{fw}-{self.mode}-b{h.batch_size}-{h.optimizer}"
                 f"-e{h.epochs}-s{h.seed}-{self.precision}-{self.device}-{digest}")
 
     def asdict(self) -> dict[str, Any]:
@@ -132,10 +134,7 @@ def run_cell(cell: Cell, say=print) -> dict[str, Any]:
     from harness.weights import initial_weights
 
     ds = data_mod.load(cell.data)
-    model = model_spec(cell.model, ds.input_shape)
-    if model.num_classes != ds.num_classes:
-        raise HarnessError(f"model {cell.model} has {model.num_classes} outputs but dataset "
-                           f"{cell.data.name} has {ds.num_classes} classes")
+    model = model_spec(cell.model, ds.input_shape, ds.num_classes)
     h = cell.hyper
     weights = initial_weights(model, h.seed) if h.init == "canonical" else None
     impl = load_impl(cell.framework)
@@ -229,7 +228,8 @@ def payload(cell: Cell, status: str, message: str, metrics: dict, curves: dict, 
     flat = {"id": cell.id, "framework": c["framework"], "backend": c["backend"], "model": c["model"],
             "mode": c["mode"], "dataset": c["data"], "batch_size": cell.hyper.batch_size,
             "seed": cell.hyper.seed, "precision": c["precision"], "device": c["device"],
-            "epochs": cell.hyper.epochs, "hyper": c["hyper"], "threads": c["threads"]}
+            "epochs": cell.hyper.epochs, "hyper": c["hyper"], "threads": c["threads"],
+            "recipe": cell.recipe}
     return {"schema_version": SCHEMA_VERSION, "cell": flat, "status": status, "message": message,
             "metrics": metrics, "curves": curves, "env": env}
 
@@ -283,24 +283,34 @@ def check_choice(kind: str, values, valid) -> None:
 
 def expand(args) -> list[Cell]:
     from harness.data import DATASETS
+    from harness.recipes import recipe
 
     registry = impls()
     check_choice("framework", args.framework, registry)
-    check_choice("model", args.model, MODELS)
+    check_choice("model", args.model, {**MODELS, **RECIPE_MODELS})
     check_choice("dataset", args.dataset, DATASETS)
     check_choice("backend", args.backend, KERAS_BACKENDS)
     check_choice("precision", args.precision, PRECISIONS)
     check_choice("device", args.device, DEVICES)
     check_choice("mode", args.mode or [], sorted({m for fw in registry for m in modes(fw)}))
+    if args.recipe:
+        r = recipe(args.recipe)
+        runs = [(model, dataclasses.replace(hyper, batch_size=bs))
+                for model, hyper in r.runs for bs in (args.batch_size or [hyper.batch_size])]
+        datas = [r.data]
+    else:
+        base = Hyper(optimizer=args.optimizer, lr=args.lr, **({"eps": args.eps} if args.eps else {}))
+        runs = [(model, dataclasses.replace(base, batch_size=bs))
+                for model in args.model for bs in (args.batch_size or [base.batch_size])]
+        datas = [DataSpec(name) for name in args.dataset]
     cells = []
-    for fw, model, ds, bs, seed, prec, dev in itertools.product(
-            args.framework, args.model, args.dataset, args.batch_size, args.seed, args.precision, args.device):
+    for fw, (model, hyper), ds, seed, prec, dev in itertools.product(
+            args.framework, runs, datas, args.seed, args.precision, args.device):
+        hyper = dataclasses.replace(hyper, seed=seed, init=args.init,
+                                    epochs=hyper.epochs if args.epochs is None else args.epochs)
         chosen = [m for m in (args.mode or modes(fw)[:1]) if m in modes(fw)]
-        backends = args.backend if fw == "keras" else [None]
-        hyper = Hyper(optimizer=args.optimizer, lr=args.lr, batch_size=bs, epochs=args.epochs,
-                      seed=seed, init=args.init, **({"eps": args.eps} if args.eps else {}))
-        for mode, backend in itertools.product(chosen, backends):
-            cells.append(Cell(fw, backend, model, mode, DataSpec(ds), hyper, prec, dev, args.threads))
+        for mode, backend in itertools.product(chosen, args.backend if fw == "keras" else [None]):
+            cells.append(Cell(fw, backend, model, mode, ds, hyper, prec, dev, args.threads, args.recipe))
     return cells
 
 
@@ -319,11 +329,12 @@ def run_matrix(cells: list[Cell], out_dir: Path, force: bool, quiet: bool) -> di
         if missing:
             outcome = "skipped"
             tqdm.write(f"skip {label}: {', '.join(missing)} not installed here "
-                       f"(run it in its tox env: tox -e {cell.framework})")
+                       f"(run it in its tox env: tox -e {cell.framework})", file=sys.stderr)
         elif finished(path) and not force:
             outcome = "done before"
             if not quiet:
-                tqdm.write(f"skip {label}: finished before ({path.name}); --force reruns it")
+                tqdm.write(f"skip {label}: finished before ({path.name}); --force reruns it",
+                           file=sys.stderr)
         else:
             bar.set_description(label)
             outcome = run_child(cell, path, bar, quiet)
@@ -348,7 +359,8 @@ def run_child(cell: Cell, path: Path, bar, quiet: bool) -> str:
             if line.startswith("epoch"):
                 bar.set_postfix_str(line.split("  ")[0])
             if not quiet or line.startswith("status"):
-                tqdm.write(f"  {line}" if not line.startswith("status") else f"{cell.id.rsplit('-', 1)[0]}: {line}")
+                tqdm.write(f"  {line}" if not line.startswith("status")
+                           else f"{cell.id.rsplit('-', 1)[0]}: {line}", file=sys.stderr)
         code = proc.wait()
     except KeyboardInterrupt:
         proc.kill()
@@ -370,11 +382,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", nargs="+", default=[os.environ.get("KERAS_BACKEND", "tensorflow")],
                    help=f"Keras backends, of {', '.join(KERAS_BACKENDS)}")
     p.add_argument("--dataset", nargs="+", default=["mnist"])
-    p.add_argument("--batch-size", nargs="+", type=int, default=[d.batch_size])
+    p.add_argument("--recipe", help="a seed's recipe from harness/recipes.py (sets data, models, optimizer)")
+    p.add_argument("--batch-size", nargs="+", type=int, help=f"default {d.batch_size}, or the recipe's")
     p.add_argument("--seed", nargs="+", type=int, default=[d.seed])
     p.add_argument("--precision", nargs="+", default=["float32"])
     p.add_argument("--device", nargs="+", default=["cpu"])
-    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--epochs", type=int, help=f"default {d.epochs}, or the recipe's")
     p.add_argument("--optimizer", default=d.optimizer)
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--eps", type=float, help=f"Adam epsilon (default {d.eps})")

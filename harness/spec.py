@@ -145,15 +145,39 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
-def model_spec(name: str, input_shape: tuple[int, int, int] | None = None) -> ModelSpec:
-    """The named model, optionally for another input shape (tiny5x5 is 5x5x1)."""
-    if name not in MODELS:
-        raise HarnessError(f"unknown model {name!r}; valid models: {', '.join(MODELS)}")
-    spec = MODELS[name]
+def _study(name: str, *hidden: int) -> ModelSpec:
+    """Seed 001's family: 784 -> hidden dense layers with NO activation -> 10."""
+    layers = (Flatten(), *(Dense(h) for h in hidden), Dense(10))
+    spec = ModelSpec(name, MNIST_SHAPE, layers, params=0, about=f"784 -> {' -> '.join(map(str, hidden))} "
+                     "(linear) -> 10 (seed 001)" if hidden else "784 -> 10 (seed 001)")
+    return dataclasses.replace(spec, params=spec.param_count())
+
+
+# Models the seeds' recipes add on top of the three (harness/recipes.py uses them).
+RECIPE_MODELS: dict[str, ModelSpec] = {
+    "toy25": ModelSpec("toy25", (5, 5, 1), (Flatten(), Dense(10, use_bias=False)), params=250,
+                       about="25 -> 10, no bias (seed 000)"),
+    "mlp30": ModelSpec("mlp30", MNIST_SHAPE, (Flatten(), Dense(30, "relu"), Dense(10)), params=23_860,
+                       about="784 -> 30 relu -> 10 (seeds 003, 004)"),
+    **{f"study{i}": _study(f"study{i}", *hidden) for i, hidden in enumerate(
+        [(), (5,), (6,), (7,), (8,), (9,), (10,), (100,), (100, 100), (100, 100, 100),
+         (100, 100, 100, 100)])},
+}
+
+
+def model_spec(name: str, input_shape: tuple[int, int, int] | None = None,
+               num_classes: int | None = None) -> ModelSpec:
+    """The named model, optionally for another input shape (tiny5x5 is 5x5x1) or class count."""
+    known = {**MODELS, **RECIPE_MODELS}
+    if name not in known:
+        raise HarnessError(f"unknown model {name!r}; valid models: {', '.join(known)}")
+    spec = known[name]
     if input_shape is not None and tuple(input_shape) != spec.input_shape:
         spec = dataclasses.replace(spec, input_shape=tuple(input_shape))
-        spec = dataclasses.replace(spec, params=spec.param_count())
-    return spec
+    if num_classes is not None and num_classes != spec.num_classes:
+        last = dataclasses.replace(spec.layers[-1], units=num_classes)
+        spec = dataclasses.replace(spec, layers=spec.layers[:-1] + (last,))
+    return dataclasses.replace(spec, params=spec.param_count())
 
 
 # ---------------------------------------------------------------- hyper-parameters
