@@ -211,7 +211,7 @@ def run_cell(cell: Cell, say=print) -> dict[str, Any]:
 
     env = results.machine_env()
     env.update(framework_version=framework_versions(cell), keras_backend=cell.backend,
-               device_name=getattr(impl, "device_name", lambda: env["cpu"])(),
+               device_name=getattr(impl, "device_name", lambda: None)() or env["cpu"],
                settings={"threads": int(os.environ.get("OMP_NUM_THREADS", 0)),
                          "float32_matmul": "TF32 off (full float32)",
                          "preallocate": "off (XLA_PYTHON_CLIENT_PREALLOCATE=false, "

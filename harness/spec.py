@@ -276,6 +276,11 @@ class Impl(Protocol):
     def get_weights(self) -> dict[str, np.ndarray]:
         """Current parameters in canonical names and layouts (see module docstring)."""
 
+    # Optional, read with getattr by the runner:
+    #   peak_device_memory_mb() -> float | None   the framework's allocator peak on a GPU
+    #   device_name() -> str | None               the accelerator's name
+    #   settings() -> dict                        framework settings worth recording
+
 
 # Registry: framework name -> "module:Class", imported lazily so that the harness never
 # imports a framework it does not need.
