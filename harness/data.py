@@ -264,21 +264,13 @@ def read_cache(name: str) -> Raw | None:
 
 
 def write_cache(name: str, raw: Raw) -> Path:
-    """Write the uint8 arrays and their SHA-256 atomically (a crash leaves old or nothing)."""
+    """Write the uint8 arrays, then their SHA-256, each atomically: a crash leaves no bad pair."""
+    from harness.results import write_atomic
+
     path = cache_file(name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{k: getattr(raw, k) for k in IDX_NAMES})
-        digest = sha256_file(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    sum_tmp = path.with_suffix(".sha256.tmp")
-    sum_tmp.write_text(f"{digest}  {raw.source}\n")
-    os.replace(sum_tmp, path.with_suffix(".npz.sha256"))
+    write_atomic(path, lambda f: np.savez(f, **{k: getattr(raw, k) for k in IDX_NAMES}))
+    digest = sha256_file(path)
+    write_atomic(path.with_suffix(".npz.sha256"), lambda f: f.write(f"{digest}  {raw.source}\n".encode()))
     return path
 
 

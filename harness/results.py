@@ -9,14 +9,17 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Callable
 
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "diverged", "oom", "error")
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
 
 _SPREAD = {"type": ["object", "null"], "required": ["median", "iqr", "min", "max", "n"]}
-_NUMBER_OR_NA = {"anyOf": [{"type": "number"}, {"type": "object", "required": ["available", "reason"]}]}
+_NA = {"type": "object", "required": ["available", "reason"]}
+# A measurement, or why this machine could not take it; null only in a failed cell.
+_NUMBER_OR_NA = {"anyOf": [{"type": ["number", "null"]}, _NA]}
+_SPREAD_OR_NA = {"anyOf": [_SPREAD, _NA]}
 SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "fwcompare cell result",
@@ -35,8 +38,12 @@ SCHEMA: dict[str, Any] = {
             "peak_rss_mb", "peak_device_mb", "gpu_busy_s", "gpu_utilization", "energy_j_per_epoch",
             "harness_overhead_s", "harness_overhead_fraction"],
             "properties": {"epoch_s": _SPREAD, "train_samples_per_s": _SPREAD,
-                           "peak_device_mb": _NUMBER_OR_NA, "gpu_busy_s": _NUMBER_OR_NA,
-                           "gpu_utilization": _NUMBER_OR_NA, "energy_j_per_epoch": _NUMBER_OR_NA}},
+                           "peak_device_mb": _NUMBER_OR_NA, "gpu_busy_s": _SPREAD_OR_NA,
+                           "gpu_utilization": _NUMBER_OR_NA, "energy_j_per_epoch": _SPREAD_OR_NA}},
+        # optional: a few test images with their labels (the report's digit grid), and the
+        # final weights of a logistic model as .npz beside the results (its weight images)
+        "predictions": {"type": "object", "required": ["index", "true", "predicted", "shape", "images_b64"]},
+        "weights_file": {"type": "string"},
         "curves": {"type": "object", "required": [
             "epoch", "train_loss", "test_loss", "test_accuracy", "epoch_s"]},
         "env": {"type": "object", "required": [
@@ -46,19 +53,29 @@ SCHEMA: dict[str, Any] = {
 }
 
 
-def write_json_atomic(path: Path, payload: dict) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename: whole file or none."""
+def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """write(f) into a temporary file in the same folder, fsync, then rename: whole file or none."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=1, allow_nan=False)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, payload: dict) -> None:
+    write_atomic(path, lambda f: f.write(json.dumps(payload, indent=1, allow_nan=False).encode()))
+
+
+def write_npz_atomic(path: Path, arrays: dict) -> None:
+    import numpy as np
+
+    write_atomic(path, lambda f: np.savez(f, **arrays))
 
 
 def finished(path: Path) -> bool:

@@ -34,6 +34,8 @@ KERAS_BACKENDS = ("tensorflow", "jax", "torch")
 PRECISIONS = ("float32",)  # float32 with TF32 off; tf32/bf16 arrive with the fast-path modes
 DEVICES = ("cpu", "cuda")
 LATENCY_CALLS = 200
+PREDICTION_SAMPLE = 16  # test images kept with their predictions in each result
+WEIGHT_IMAGE_MODELS = ("logistic",)  # whose final weights are saved: the report draws them
 INFER_REPEATS = 3
 # Python packages a framework's cells need; a framework missing here is skipped.
 REQUIRES = {"torch": ("torch",), "jax": ("jax", "flax", "optax"), "keras": ("keras",), "numpy": ()}
@@ -124,13 +126,29 @@ def evaluate(impl, x: np.ndarray, y: np.ndarray, num_classes: int) -> dict[str, 
     per_class = [float((pred[y == c] == c).mean()) if (y == c).any() else None
                  for c in range(num_classes)]
     return {"loss": float(-logp[np.arange(len(y)), y].mean()),
-            "accuracy": float((pred == y).mean()), "per_class": per_class}
+            "accuracy": float((pred == y).mean()), "per_class": per_class, "predicted": pred}
 
 
-def run_cell(cell: Cell, say=print) -> dict[str, Any]:
-    """Train and measure one cell in this process; returns the result payload."""
+def prediction_sample(x: np.ndarray, y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
+    """The first PREDICTION_SAMPLE // 2 wrong and right test images, for the report's digit grid."""
+    import base64
+
+    half = PREDICTION_SAMPLE // 2
+    wrong, right = np.flatnonzero(pred != y)[:half], np.flatnonzero(pred == y)
+    index = np.sort(np.concatenate([wrong, right[:PREDICTION_SAMPLE - len(wrong)]]))
+    images = np.round(x[index, ..., 0] * 255).astype(np.uint8)
+    return {"index": index.tolist(), "true": y[index].tolist(), "predicted": pred[index].tolist(),
+            "shape": list(images.shape), "images_b64": base64.b64encode(images.tobytes()).decode()}
+
+
+def run_cell(cell: Cell, say=print, weights_out: Path | None = None) -> dict[str, Any]:
+    """Train and measure one cell in this process; returns the result payload.
+
+    weights_out: where a logistic model's final weights go (.npz), for the report.
+    """
     from harness import data as data_mod
     from harness import measure, results
+    from harness.results import write_npz_atomic
     from harness.weights import initial_weights
 
     ds = data_mod.load(cell.data)
@@ -144,7 +162,7 @@ def run_cell(cell: Cell, say=print) -> dict[str, Any]:
 
     curves: dict[str, list] = {k: [] for k in ("epoch", "train_loss", "test_loss", "test_accuracy",
                                                "val_accuracy", "epoch_s", "gpu_busy_s", "energy_j")}
-    status, message, overhead = "ok", "", []
+    status, message, overhead, extra = "ok", "", [], {}
     n = len(ds.x_train)
     for epoch in range(h.epochs):
         t0 = time.perf_counter()
@@ -190,6 +208,10 @@ def run_cell(cell: Cell, say=print) -> dict[str, Any]:
         final = evaluate(impl, ds.x_test, ds.y_test, ds.num_classes)
         metrics.update(test_accuracy=final["accuracy"], test_loss=final["loss"],
                        per_class_accuracy=final["per_class"], val_accuracy=curves["val_accuracy"][-1])
+        extra["predictions"] = prediction_sample(ds.x_test, ds.y_test, final["predicted"])
+        if cell.model in WEIGHT_IMAGE_MODELS and weights_out is not None:
+            write_npz_atomic(weights_out, impl.get_weights())
+            extra["weights_file"] = str(weights_out.relative_to(weights_out.parent.parent))
         infer = [measure.timed(lambda: impl.logits(ds.x_test), impl.sync)[0] for _ in range(INFER_REPEATS)]
         metrics["infer_samples_per_s"] = measure.spread(len(ds.x_test) / s for s in infer)
         metrics["latency_b1_ms"] = measure.latency_ms(impl.logits, ds.x_test, LATENCY_CALLS)
@@ -218,7 +240,7 @@ def run_cell(cell: Cell, say=print) -> dict[str, Any]:
                                         "TF_FORCE_GPU_ALLOW_GROWTH=true)",
                          "determinism": "not enforced; same data, order and weights",
                          **getattr(impl, "settings", lambda: {})()})
-    return payload(cell, status, message, metrics, curves, env)
+    return {**payload(cell, status, message, metrics, curves, env), **extra}
 
 
 def payload(cell: Cell, status: str, message: str, metrics: dict, curves: dict, env: dict) -> dict:
@@ -259,7 +281,7 @@ def child_main(cell_json: str, out: Path) -> int:
 
     cell = Cell.fromdict(json.loads(cell_json))
     try:
-        result = run_cell(cell)
+        result = run_cell(cell, weights_out=out.parent / "weights" / f"{out.stem}.npz")
     except HarnessError as exc:
         result = failure_payload(cell, "error", str(exc))
     except Exception as exc:  # recorded, so that the matrix goes on

@@ -1,0 +1,160 @@
+"""JAX (flax linen + optax) implementation of the Impl contract, laid out like Flax's MNIST example.
+
+Linen, not nnx: linen keeps parameters in a plain pytree apart from the module, so the train
+step is one pure jitted function of (state, device-resident data, batch indices), canonical
+weights load by building that pytree, and a fused lax.scan epoch needs no state plumbing.
+Flax's layouts are the canonical ones (Dense (in, out), Conv HWIO, NHWC flattened as
+(h, w, c)), so weights cross without any transposition or permutation.
+"""
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import linen as nn
+from flax import traverse_util
+from flax.training import train_state
+
+from harness.spec import EVAL_BATCH, MODES, Conv, Dense, Flatten, HarnessError, Hyper, MaxPool, ModelSpec
+
+# On GPU, XLA runs float32 matmuls and convolutions in TF32 by default (10-bit mantissa); the
+# suite compares float32 with float32, so every layer asks for full precision explicitly.
+PRECISION = jax.lax.Precision.HIGHEST
+DEVICE_KINDS = {"cpu": "cpu", "cuda": "gpu", "gpu": "gpu"}
+
+
+class Net(nn.Module):
+    """The model a ModelSpec describes; parameters are named conv1, dense1, ... as canonically."""
+    spec: ModelSpec
+
+    @nn.compact
+    def __call__(self, x):
+        for name, layer, _, _ in self.spec.named_layers():
+            if isinstance(layer, Conv):
+                x = nn.Conv(layer.filters, (layer.kernel, layer.kernel), padding=layer.padding,
+                            precision=PRECISION, name=name)(x)
+            elif isinstance(layer, MaxPool):
+                window = (layer.size, layer.size)
+                x = nn.max_pool(x, window, strides=window)
+            elif isinstance(layer, Flatten):
+                x = x.reshape((x.shape[0], -1))  # NHWC rows flatten as (h, w, c): canonical
+            elif isinstance(layer, Dense):
+                x = nn.Dense(layer.units, use_bias=layer.use_bias, precision=PRECISION, name=name)(x)
+            if getattr(layer, "activation", None) == "relu":
+                x = nn.relu(x)
+        return x
+
+
+def scale_by_adam(b1: float, b2: float, eps: float) -> optax.GradientTransformation:
+    """optax.scale_by_adam, with the bias corrections 1 - b**t accurate in float32."""
+    # optax takes 1 - b2**t in float32, where 0.999 rounds to 0.99900001: for small t that is
+    # 1.3e-5 too small, so every early step is 6.5e-6 too short, all in the same direction, and
+    # 50 mlp steps end 7.7e-3 off the float64 reference. -expm1(t log b), log b in float64, is not.
+    def init(params):
+        return optax.ScaleByAdamState(count=jnp.zeros([], jnp.int32), mu=optax.tree.zeros_like(params),
+                                      nu=optax.tree.zeros_like(params))
+
+    def update(grads, state, params=None):
+        mu = optax.tree.update_moment(grads, state.mu, b1, 1)
+        nu = optax.tree.update_moment_per_elem_norm(grads, state.nu, b2, 2)
+        count = state.count + 1
+        c1, c2 = (-jnp.expm1(count * math.log(b)) for b in (b1, b2))
+        steps = jax.tree.map(lambda m, v: (m / c1) / (jnp.sqrt(v / c2) + eps), mu, nu)
+        return steps, optax.ScaleByAdamState(count=count, mu=mu, nu=nu)
+
+    return optax.GradientTransformation(init, update)
+
+
+def make_optimizer(hyper: Hyper) -> optax.GradientTransformation:
+    """Adam and SGD-momentum in the reference's (torch's and optax's) forms."""
+    if hyper.optimizer == "sgd":
+        return optax.sgd(hyper.lr, momentum=hyper.momentum)
+    return optax.chain(scale_by_adam(hyper.beta1, hyper.beta2, hyper.eps),
+                       optax.scale_by_learning_rate(hyper.lr))
+
+
+@functools.partial(jax.jit, donate_argnums=(0, 1))
+def train_step(state: train_state.TrainState, losses, x_all, y_all, order, step):
+    """Train on batch order[step], gathered on the device; its loss goes to losses[step]."""
+    idx = order[step]
+    x, y = x_all[idx], y_all[idx]
+
+    def loss_fn(params):
+        logits = state.apply_fn({"params": params}, x)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    return state.apply_gradients(grads=grads), losses.at[step].set(loss)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def predict(apply_fn, params, x):
+    """Logits for one evaluation batch."""
+    return apply_fn({"params": params}, x)
+
+
+def select_device(name: str) -> jax.Device:
+    """The first jax device of the requested kind, or a HarnessError saying what exists."""
+    if name not in DEVICE_KINDS:
+        raise HarnessError(f"unknown device {name!r}; valid: {', '.join(DEVICE_KINDS)}")
+    try:
+        return jax.devices(DEVICE_KINDS[name])[0]
+    except RuntimeError:
+        raise HarnessError(f"jax sees no {name} device here (it has {jax.devices()}); "
+                           "install jax[cuda] or run with device cpu") from None
+
+
+class JaxImpl:
+    """flax linen + optax, one jitted call per training step ("step" mode)."""
+    framework = "jax"
+
+    def build(self, model, hyper, data, weights, device, mode) -> None:
+        mode = mode or MODES[self.framework][0]
+        if mode not in MODES[self.framework]:
+            raise HarnessError(f"unknown jax mode {mode!r}; valid: {', '.join(MODES[self.framework])}")
+        self.model, self.device = model, select_device(device)
+        net = Net(model)
+        if weights is None:  # flax's native init: lecun-normal kernels, zero biases
+            sample = jnp.zeros((1, *model.input_shape), jnp.float32)
+            params = net.init(jax.random.PRNGKey(hyper.seed), sample)["params"]
+        else:
+            params = traverse_util.unflatten_dict(
+                {key: jnp.asarray(value, jnp.float32) for key, value in weights.items()}, sep=".")
+        state = train_state.TrainState.create(apply_fn=net.apply, params=params,
+                                              tx=make_optimizer(hyper))
+        # Everything lives on the chosen device from here on: data are uploaded once.
+        self.state = jax.device_put(state, self.device)
+        self.x_train = jax.device_put(data.x_train, self.device)
+        self.y_train = jax.device_put(data.y_train, self.device)
+
+    def train_epoch(self, order: np.ndarray) -> jax.Array:
+        # Losses gather in a device buffer the step writes: no host sync per step, and no
+        # jnp.stack of ~2000 scalars (a concatenate XLA takes seconds to compile) or slicing
+        # of a device array in Python (one compile per distinct slice).
+        order = jax.device_put(np.asarray(order, np.int32), self.device)
+        losses = jax.device_put(np.zeros(len(order), np.float32), self.device)
+        for step in range(len(order)):
+            self.state, losses = train_step(self.state, losses, self.x_train, self.y_train, order, step)
+        return losses
+
+    def sync(self) -> None:
+        jax.block_until_ready(self.state)
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        # The tail is padded to a whole batch: one compiled shape per call, while a batch-1
+        # latency probe still runs at batch 1, not EVAL_BATCH.
+        batch = min(EVAL_BATCH, len(x))
+        padded = np.pad(np.asarray(x, np.float32), ((0, -len(x) % batch),) + ((0, 0),) * (x.ndim - 1))
+        # All batches are dispatched before any is read back, so the device never waits on the host.
+        params, device = self.state.params, self.device
+        out = [predict(self.state.apply_fn, params, jax.device_put(padded[i:i + batch], device))
+               for i in range(0, len(padded), batch)]
+        return np.concatenate([np.asarray(o) for o in out])[:len(x)]
+
+    def get_weights(self) -> dict[str, np.ndarray]:
+        flat = traverse_util.flatten_dict(self.state.params, sep=".")
+        return {key: np.array(flat[key], np.float32) for key in self.model.param_shapes()}
