@@ -1,0 +1,58 @@
+"""pytest-benchmark: one training step and one inference batch per framework and model.
+
+    tox -e bench-torch,bench-keras,bench-jax     timed, JSON under results/benchmarks/
+In the test envs these run once each, untimed (--benchmark-disable), as correctness checks.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness import data
+from harness.spec import EVAL_BATCH, MODELS, Hyper, model_spec
+from harness.weights import initial_weights
+from tests.conftest import FRAMEWORKS
+
+pytestmark = pytest.mark.framework
+ROUNDS, WARMUP_ROUNDS = 30, 3  # the warm-up rounds absorb compilation
+
+
+def built(make_impl, framework, model_name, mnist, hyper):
+    model = model_spec(model_name)
+    impl = make_impl(framework)
+    impl.build(model, hyper, mnist, initial_weights(model, hyper.seed), "cpu", None)
+    return impl
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("model_name", MODELS)
+def test_train_step(benchmark, make_impl, framework, model_name, mnist):
+    hyper = Hyper()
+    impl = built(make_impl, framework, model_name, mnist, hyper)
+    order = data.batch_order(len(mnist.x_train), hyper.batch_size, hyper.seed, 0)
+    steps = iter(range(len(order)))
+    losses = []
+
+    def one_step():  # the sync is inside: the step's device work is in the timing
+        i = next(steps)
+        losses.append(impl.train_epoch(order[i:i + 1]))
+        impl.sync()
+
+    benchmark.pedantic(one_step, rounds=ROUNDS, iterations=1, warmup_rounds=WARMUP_ROUNDS)
+    benchmark.extra_info.update(framework=framework, model=model_name, batch_size=hyper.batch_size)
+    if benchmark.stats:  # absent under --benchmark-disable
+        benchmark.extra_info["samples_per_s"] = hyper.batch_size / benchmark.stats.stats.median
+    assert np.isfinite(np.concatenate([np.asarray(l) for l in losses])).all()
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("model_name", MODELS)
+def test_inference_batch(benchmark, make_impl, framework, model_name, mnist):
+    impl = built(make_impl, framework, model_name, mnist, Hyper())
+    x = mnist.x_test[:EVAL_BATCH]
+    logits = benchmark.pedantic(impl.logits, args=(x,), rounds=ROUNDS, iterations=1,
+                                warmup_rounds=WARMUP_ROUNDS)  # logits returns host numpy: synced
+    benchmark.extra_info.update(framework=framework, model=model_name, batch_size=len(x))
+    if benchmark.stats:
+        benchmark.extra_info["samples_per_s"] = len(x) / benchmark.stats.stats.median
+    assert logits.shape == (len(x), MODELS[model_name].num_classes)
