@@ -9,7 +9,7 @@ Canonical layouts, which every framework converts to and from:
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol, Union
 
 import numpy as np

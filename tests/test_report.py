@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import report, results
+from harness import report, report_plots, results
 from harness.measure import spread
 from harness.spec import HarnessError
 
@@ -141,7 +141,7 @@ def test_unknown_extra_fields_are_tolerated(tmp_path):
 
 def test_every_plot_is_written_and_linked(full):
     out, text, _ = full
-    for name in report.PLOTS:
+    for name in report_plots.PLOTS:
         png = out / "plots" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 2000, name
         assert f"](plots/{name}.png)" in text
@@ -213,7 +213,7 @@ def test_html_renders_in_headless_chromium(full, tmp_path):
                          timeout=60).stdout
     assert dom.count("<table") == text.count("\n| --- |") == 5  # 3 result tables, recipes, pytest-benchmark
     images = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,([^"]+)"', dom)
-    assert [alt for alt, _ in images] == [caption for caption, _ in report.PLOTS.values()]
+    assert [alt for alt, _ in images] == [caption for caption, _ in report_plots.PLOTS.values()]
     assert all(base64.b64decode(data)[:4] == b"\x89PNG" for _, data in images)
     shot = tmp_path / "shot.png"
     subprocess.run([*flags, "--window-size=1200,1600", f"--screenshot={shot}", page.as_uri()],
