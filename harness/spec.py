@@ -323,6 +323,16 @@ def modes(framework: str) -> tuple[str, ...]:
     return MODES.get(framework, ("default",))
 
 
+def check_mode(framework: str, mode: str | None) -> str:
+    """The mode an impl runs: its default for None, a HarnessError listing the valid ones if unknown."""
+    valid = modes(framework)
+    if mode is None:
+        return valid[0]
+    if mode not in valid:
+        raise HarnessError(f"{framework} has no mode {mode!r}; valid modes: {', '.join(valid)}")
+    return mode
+
+
 def load_impl(framework: str) -> Impl:
     """Import and instantiate a framework's Impl; a clear error if it is not installed."""
     import importlib

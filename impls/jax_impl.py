@@ -19,7 +19,7 @@ from flax import linen as nn
 from flax import traverse_util
 from flax.training import train_state
 
-from harness.spec import EVAL_BATCH, MODES, Conv, Dense, Flatten, HarnessError, Hyper, MaxPool, ModelSpec
+from harness.spec import EVAL_BATCH, Conv, Dense, Flatten, HarnessError, Hyper, MaxPool, ModelSpec, check_mode
 
 # On GPU, XLA runs float32 matmuls and convolutions in TF32 by default (10-bit mantissa); the
 # suite compares float32 with float32, so every layer asks for full precision explicitly.
@@ -113,9 +113,7 @@ class JaxImpl:
     framework = "jax"
 
     def build(self, model, hyper, data, weights, device, mode) -> None:
-        mode = mode or MODES[self.framework][0]
-        if mode not in MODES[self.framework]:
-            raise HarnessError(f"unknown jax mode {mode!r}; valid: {', '.join(MODES[self.framework])}")
+        self.mode = check_mode(self.framework, mode)
         self.model, self.device = model, select_device(device)
         net = Net(model)
         if weights is None:  # flax's native init: lecun-normal kernels, zero biases
@@ -143,6 +141,14 @@ class JaxImpl:
 
     def sync(self) -> None:
         jax.block_until_ready(self.state)
+
+    def peak_device_memory_mb(self) -> float | None:
+        """XLA's allocator peak on a GPU (memory_stats is None on the CPU)."""
+        stats = self.device.memory_stats() if self.device.platform == "gpu" else None
+        return stats["peak_bytes_in_use"] / 2**20 if stats else None
+
+    def device_name(self) -> str | None:
+        return self.device.device_kind if self.device.platform == "gpu" else None
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         # The tail is padded to a whole batch: one compiled shape per call, while a batch-1

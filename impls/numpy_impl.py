@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from harness import reference
-from harness.spec import EVAL_BATCH, HarnessError, modes
+from harness.spec import EVAL_BATCH, HarnessError, check_mode
 from harness.weights import initial_weights
 
 
@@ -19,9 +19,7 @@ class NumpyImpl:
     def build(self, model, hyper, data, weights, device, mode):
         if device != "cpu":
             raise HarnessError("the numpy reference runs on the CPU only; use --device cpu")
-        if mode not in (None, *modes(self.framework)):
-            raise HarnessError(f"{self.framework} has no mode {mode!r}; "
-                               f"valid modes: {', '.join(modes(self.framework))}")
+        check_mode(self.framework, mode)
         # native init: numpy has no framework default, so it is the canonical scheme
         weights = weights if weights is not None else initial_weights(model, hyper.seed)
         self.model, self.x, self.y = model, data.x_train, data.y_train

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from harness.spec import EVAL_BATCH, MODES, Conv, Dense, Flatten, HarnessError, MaxPool, ModelSpec
+from harness.spec import EVAL_BATCH, Conv, Dense, Flatten, HarnessError, MaxPool, ModelSpec, check_mode
 
 DEVICES = ("cpu", "cuda", "gpu")  # "gpu" is the harness's framework-neutral name for cuda
 
@@ -74,9 +74,7 @@ class TorchImpl:
 
     def build(self, model, hyper, data, weights, device, mode) -> None:
         """Model, optimizer and the training set on the device, uploaded once."""
-        mode = mode or MODES["torch"][0]
-        if mode not in MODES["torch"]:
-            raise HarnessError(f"unknown torch mode {mode!r}; valid modes: {', '.join(MODES['torch'])}")
+        self.mode = check_mode(self.framework, mode)
         self.device = self._device(device)
         self.spec = model
         self.flat = (first_dense_after_flatten(model), model.flatten_input_shape())

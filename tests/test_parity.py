@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from harness import data, reference
-from harness.spec import MODELS, Hyper, model_spec
+from harness.spec import MODELS, HarnessError, Hyper, model_spec
 from harness.weights import initial_weights
 from tests.conftest import FRAMEWORKS
 
@@ -100,3 +100,9 @@ def test_first_50_steps_match_reference_losses(make_impl, framework, model_name,
     got = impl.get_weights()
     for name, want in want_weights.items():
         assert rel_err(got[name], want) <= 1e-3, name
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_unknown_mode_is_refused_listing_the_valid_ones(make_impl, framework, mnist):
+    with pytest.raises(HarnessError, match="valid modes: "):
+        make_impl(framework).build(MODELS["logistic"], Hyper(), mnist, None, "cpu", "warp-speed")
