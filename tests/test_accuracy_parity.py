@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 from pathlib import Path
 
@@ -19,14 +20,15 @@ RESULTS = os.environ.get("FWCOMPARE_PARITY_DIR")
 pytestmark = pytest.mark.skipif(not RESULTS, reason="FWCOMPARE_PARITY_DIR unset (tox -e parity sets it)")
 
 # Largest allowed |accuracy difference| between two frameworks at the same seed, per model.
-# Same seed = same initial weights and batch order, so frameworks differ only by float32
-# rounding that training amplifies; seeds differ in weights and order. TOLERANCE is
-# TOLERANCE_SD_MULTIPLE times the seed-to-seed standard deviation measured on the CI
-# configuration (SEED_SD below), so two frameworks must agree far better than two seeds of
-# one framework do.
-SEED_SD = {"logistic": None, "mlp": None, "cnn": None}
-TOLERANCE_SD_MULTIPLE = 1.0
-TOLERANCE = {model: None for model in SEED_SD}
+# Same seed = same initial weights and batch order, but float32 rounding differs between
+# frameworks and training can amplify it until the runs are as far apart as two seeds:
+# measured on the CI configuration (2 epochs, batch 32, Adam; results/seed-spread-cpu,
+# seeds 0-4), torch and jax agreed exactly on logistic, within 0.0005 on the CNN, but
+# differed by up to 0.0032 on the MLP, more than its seed-to-seed sd. So the bound is the
+# one for two independent runs: 3 standard deviations of a difference, 3 * sqrt(2) * sd,
+# with sd the larger of torch's and jax's seed-to-seed standard deviation over seeds 0-4.
+SEED_SD = {"logistic": 0.0012, "mlp": 0.0024, "cnn": 0.0025}
+TOLERANCE = {model: 3 * math.sqrt(2) * sd for model, sd in SEED_SD.items()}
 
 
 def load_rows() -> list[dict]:
