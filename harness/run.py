@@ -93,6 +93,11 @@ def cell_env(cell: Cell) -> dict[str, str]:
         env["KERAS_BACKEND"] = cell.backend
     if cell.device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU cell must not touch a GPU, even if one is there
+    elif cell.precision == "float32":
+        # True float32 for every library that would take TF32: cuBLAS/cuDNN under any
+        # framework (TensorFlow, Keras on torch) and XLA under Keras on jax.
+        env["NVIDIA_TF32_OVERRIDE"] = "0"
+        env["JAX_DEFAULT_MATMUL_PRECISION"] = "highest"
     return env
 
 
