@@ -185,6 +185,7 @@ def run_cell(cell: Cell, say=print, weights_out: Path | None = None) -> dict[str
                          "preallocate": "off (XLA_PYTHON_CLIENT_PREALLOCATE=false, "
                                         "TF_FORCE_GPU_ALLOW_GROWTH=true)",
                          "determinism": "not enforced; same data, order and weights",
+                         "compile_cache": "fresh per cell (first epochs compile cold)",
                          **getattr(impl, "settings", lambda: {})()})
     return {**payload(cell, status, message, metrics, curves, env), **extra}
 

@@ -19,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -112,7 +113,11 @@ def run_child(cell: Cell, path: Path, bar, quiet: bool) -> str:
     from harness.results import write_json_atomic
 
     cmd = [sys.executable, "-m", "harness.run", "--cell", json.dumps(cell.asdict()), "--cell-out", str(path)]
-    proc = subprocess.Popen(cmd, env=cell_env(cell), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    compile_cache = tempfile.TemporaryDirectory(prefix="fwcompare-cache-")
+    # A fresh compiler cache per cell, so that first-epoch (compile) times are cold and
+    # repeatable, not shortened by whatever an earlier run left on disk.
+    env = {**cell_env(cell), "TORCHINDUCTOR_CACHE_DIR": compile_cache.name}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, cwd=Path(__file__).resolve().parents[1])
     tail: list[str] = []
     try:
@@ -129,6 +134,8 @@ def run_child(cell: Cell, path: Path, bar, quiet: bool) -> str:
         proc.kill()
         proc.wait()
         raise
+    finally:
+        compile_cache.cleanup()
     if code != 0 or not path.exists():  # a crash (segfault, kill) still leaves a result
         message = f"cell process exited with code {code}: " + " | ".join(tail[-5:])
         write_json_atomic(path, failure_payload(cell, "oom" if code in (-9, 137) else "error", message))

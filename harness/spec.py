@@ -290,13 +290,20 @@ IMPLS: dict[str, str] = {
     "jax": "impls.jax_impl:JaxImpl",
     "numpy": "impls.numpy_impl:NumpyImpl",  # the float64 oracle; runs only when asked for
 }
+GPU_ONLY_MODES = ("cudagraph",)  # refused on the CPU with a HarnessError
 # What a matrix runs when no --framework is given.
 DEFAULT_FRAMEWORKS = ("torch", "keras", "jax")
-# Modes each framework offers; the first is its default.
+# Modes each framework offers; the first is its default (the idiomatic code), the others
+# its fast paths, each checked for parity against the default by tests/test_parity.py:
+#   torch compile:   torch.compile over the whole training step, optimizer included
+#   torch cudagraph: the whole step, capturable Adam included, replayed as one CUDA graph
+#   jax scan:        the whole epoch as one jitted lax.scan over device-resident data (on a
+#                    CPU, XLA leaves the CNN's convolutions inside the loop on a slow path,
+#                    jax-ml/jax#12868, so there scan is slower than step for the CNN)
 MODES: dict[str, tuple[str, ...]] = {
-    "torch": ("eager",),
+    "torch": ("eager", "compile", "cudagraph"),
     "keras": ("fit",),
-    "jax": ("step",),
+    "jax": ("step", "scan"),
     "numpy": ("reference",),
 }
 

@@ -77,10 +77,8 @@ def make_optimizer(hyper: Hyper) -> optax.GradientTransformation:
                        optax.scale_by_learning_rate(hyper.lr))
 
 
-@functools.partial(jax.jit, donate_argnums=(0, 1))
-def train_step(state: train_state.TrainState, losses, x_all, y_all, order, step):
-    """Train on batch order[step], gathered on the device; its loss goes to losses[step]."""
-    idx = order[step]
+def batch_update(state: train_state.TrainState, x_all, y_all, idx):
+    """One optimizer step on rows idx of the device-resident data; returns (state, loss)."""
     x, y = x_all[idx], y_all[idx]
 
     def loss_fn(params):
@@ -88,7 +86,23 @@ def train_step(state: train_state.TrainState, losses, x_all, y_all, order, step)
         return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
     loss, grads = jax.value_and_grad(loss_fn)(state.params)
-    return state.apply_gradients(grads=grads), losses.at[step].set(loss)
+    return state.apply_gradients(grads=grads), loss
+
+
+@functools.partial(jax.jit, donate_argnums=(0, 1))
+def train_step(state: train_state.TrainState, losses, x_all, y_all, order, step):
+    """Train on batch order[step]; its loss goes to losses[step]."""
+    state, loss = batch_update(state, x_all, y_all, order[step])
+    return state, losses.at[step].set(loss)
+
+
+# On the CPU, XLA rewrites convolutions to Eigen's fast NHWC/HWIO form only in the top-level
+# computation (cpu/conv_canonicalization.cc), not in a loop body: the CNN's gradient
+# convolutions take XLA's generic loops, so scan runs the CNN slower than step there (jax#12868).
+@functools.partial(jax.jit, donate_argnums=0)
+def train_scan(state: train_state.TrainState, x_all, y_all, order):
+    """Train on every row of order in one call: no Python dispatch or host sync between steps."""
+    return jax.lax.scan(lambda s, idx: batch_update(s, x_all, y_all, idx), state, order)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -109,7 +123,7 @@ def select_device(name: str) -> jax.Device:
 
 
 class JaxImpl:
-    """flax linen + optax, one jitted call per training step ("step" mode)."""
+    """flax linen + optax: one jitted call per step ("step") or per epoch ("scan")."""
     framework = "jax"
 
     def build(self, model, hyper, data, weights, device, mode) -> None:
@@ -130,10 +144,13 @@ class JaxImpl:
         self.y_train = jax.device_put(data.y_train, self.device)
 
     def train_epoch(self, order: np.ndarray) -> jax.Array:
+        order = jax.device_put(np.asarray(order, np.int32), self.device)
+        if self.mode == "scan":  # order.shape is static: a new step count compiles anew
+            self.state, losses = train_scan(self.state, self.x_train, self.y_train, order)
+            return losses
         # Losses gather in a device buffer the step writes: no host sync per step, and no
         # jnp.stack of ~2000 scalars (a concatenate XLA takes seconds to compile) or slicing
         # of a device array in Python (one compile per distinct slice).
-        order = jax.device_put(np.asarray(order, np.int32), self.device)
         losses = jax.device_put(np.zeros(len(order), np.float32), self.device)
         for step in range(len(order)):
             self.state, losses = train_step(self.state, losses, self.x_train, self.y_train, order, step)

@@ -1,6 +1,7 @@
-"""PyTorch: each model as an nn.Sequential, trained eagerly one step at a time."""
+"""PyTorch: each model as an nn.Sequential; one train step, run eagerly, compiled or CUDA-graphed."""
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
 
 import numpy as np
@@ -8,7 +9,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from harness.spec import EVAL_BATCH, Conv, Dense, Flatten, HarnessError, MaxPool, ModelSpec, check_mode
+from harness.spec import (EVAL_BATCH, GPU_ONLY_MODES, Conv, Dense, Flatten, HarnessError, MaxPool, ModelSpec,
+                          check_mode, modes)
 
 DEVICES = ("cpu", "cuda", "gpu")  # "gpu" is the harness's framework-neutral name for cuda
 
@@ -67,15 +69,32 @@ def torch_name(canonical: str) -> str:
     return canonical.replace(".kernel", ".weight")
 
 
+def adam_state_with_float64_steps(optimizer: torch.optim.Adam) -> None:
+    """Adam's fresh state made ahead of its first step, counting steps in float64."""
+    # Compiled and capturable Adam take 1 - beta**step on the step tensor, float32 by default,
+    # where float32(0.999) leaves 1 - beta2 1.3e-5 small: early steps run ~6e-6 short, all one
+    # way, and the mlp's 50 Adam steps end 7.7e-3 off the float64 reference (eager: 1.4e-7).
+    # Eager Adam reads step.item(), a Python float; a float64 step keeps that precision.
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            step_device = p.device if group["capturable"] else "cpu"  # where Adam keeps it
+            optimizer.state[p] = {"step": torch.zeros((), dtype=torch.float64, device=step_device),
+                                  "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
+
+
 # ---------------------------------------------------------------- the Impl
 class TorchImpl:
-    """The harness's Impl for PyTorch: eager steps over device-resident data."""
+    """The harness's Impl for PyTorch: steps over device-resident data, eager, compiled or graphed."""
     framework = "torch"
 
     def build(self, model, hyper, data, weights, device, mode) -> None:
         """Model, optimizer and the training set on the device, uploaded once."""
         self.mode = check_mode(self.framework, mode)
         self.device = self._device(device)
+        if self.mode in GPU_ONLY_MODES and self.device.type != "cuda":
+            cpu_modes = [m for m in modes(self.framework) if m not in GPU_ONLY_MODES]
+            raise HarnessError(f"torch mode {self.mode!r} needs a CUDA GPU (--device gpu); "
+                               f"on the CPU run mode {' or '.join(cpu_modes)}")
         self.spec = model
         self.flat = (first_dense_after_flatten(model), model.flatten_input_shape())
         torch.manual_seed(hyper.seed)  # native init draws from torch's generator
@@ -86,12 +105,27 @@ class TorchImpl:
             self.model.load_state_dict(state, strict=True)
         params = self.model.parameters()
         if hyper.optimizer == "adam":
+            # capturable keeps the step count on the GPU: graph replays advance it, and compiled
+            # Adam stays in the graph (dynamo sets capturable itself, but only on empty states)
+            capturable = self.mode != "eager" and self.device.type == "cuda"
             self.optimizer = torch.optim.Adam(params, lr=hyper.lr, betas=(hyper.beta1, hyper.beta2),
-                                              eps=hyper.eps)
+                                              eps=hyper.eps, capturable=capturable)
+            if self.mode != "eager":
+                adam_state_with_float64_steps(self.optimizer)
         else:
             self.optimizer = torch.optim.SGD(params, lr=hyper.lr, momentum=hyper.momentum)
         self.x_train = self._images(data.x_train)
         self.y_train = torch.as_tensor(np.asarray(data.y_train), dtype=torch.int64, device=self.device)
+        self.run_step = self.train_step  # what train_epoch calls each step
+        if self.mode == "compile":
+            # The whole step, but not fullgraph=True, which torch 2.13 cannot do: dynamo runs
+            # zero_grad eagerly, breaks at loss.backward() and torch.optim breaks on purpose
+            # around step(). Inductor compiles three graphs: the forward (AOTAutograd compiles
+            # its backward with it), the optimizer update, and the loss.detach() tail. mode
+            # "default", as "reduce-overhead" adds the CUDA graphs that mode cudagraph measures
+            # on its own; dynamic=False, as every batch has the same shape.
+            self.run_step = torch.compile(self.train_step, mode="default", dynamic=False)
+        self.graph = None  # mode cudagraph: captured on the first epoch's first batch
 
     @staticmethod
     def _device(device: str) -> torch.device:
@@ -113,10 +147,10 @@ class TorchImpl:
         return x.permute(0, 3, 1, 2).contiguous()
 
     # ------------------------------------------------------------ training
-    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """One optimizer step on a batch; the loss before the update, still on the device."""
-        loss = F.cross_entropy(self.model(x), y)
+    def train_step(self, batch: torch.Tensor) -> torch.Tensor:
+        """One optimizer step on the training rows `batch`; the loss before the update, on the device."""
         self.optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(self.model(self.x_train[batch]), self.y_train[batch])
         loss.backward()
         self.optimizer.step()
         return loss.detach()
@@ -125,8 +159,48 @@ class TorchImpl:
         """Steps over order's rows; the per-step losses, fetched from the device once at the end."""
         self.model.train()
         order = torch.as_tensor(np.asarray(order), dtype=torch.int64, device=self.device)
-        losses = [self.train_step(self.x_train[batch], self.y_train[batch]) for batch in order]
-        return torch.stack(losses).cpu().numpy()
+        if self.mode == "cudagraph":
+            return self._replay_epoch(order).cpu().numpy()
+        return torch.stack([self.run_step(batch) for batch in order]).cpu().numpy()
+
+    # ------------------------------------------------------------ mode cudagraph
+    def _replay_epoch(self, order: torch.Tensor) -> torch.Tensor:
+        """Per step: the batch indices into the static buffer, one graph replay, the loss out."""
+        if self.graph is None and len(order):
+            self._capture(order[0])
+        losses = torch.empty(len(order), device=self.device)
+        for i, batch in enumerate(order):
+            self.static_batch.copy_(batch)
+            self.graph.replay()
+            losses[i].copy_(self.static_loss)
+        return losses
+
+    def _capture(self, batch: torch.Tensor) -> None:
+        """Warm up on a side stream, undo the warm-up's updates, capture train_step as one CUDA graph."""
+        self.static_batch = batch.clone()
+        initial = [p.detach().clone() for p in self.model.parameters()]
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        # Warm-up makes cuBLAS handles, autograd's streams and SGD's momentum buffers, so that the
+        # capture records the steady step, not a first step's lazy set-up
+        with torch.cuda.stream(side), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "This instance was constructed with capturable=True")
+            for _ in range(3):
+                self.train_step(self.static_batch)
+        torch.cuda.current_stream().wait_stream(side)
+        with torch.no_grad():  # the warm-up trained: back to the initial weights and a fresh state
+            for p, value in zip(self.model.parameters(), initial):
+                p.copy_(value)
+            # all-zero state is exactly a fresh one: Adam's m, v and step count start at zero,
+            # and SGD's b = momentum * 0 + g is the first step's b = g
+            for state in self.optimizer.state.values():
+                for value in state.values():
+                    if torch.is_tensor(value):
+                        value.zero_()
+        self.graph = torch.cuda.CUDAGraph()
+        # zero_grad(set_to_none) in train_step lets backward allocate the grads in the graph's pool
+        with torch.cuda.graph(self.graph):
+            self.static_loss = self.train_step(self.static_batch)
 
     def sync(self) -> None:
         if self.device.type == "cuda":
@@ -138,6 +212,17 @@ class TorchImpl:
 
     def device_name(self) -> str | None:
         return torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else None
+
+    def settings(self) -> dict:
+        """What a mode changes beyond its name, recorded beside its numbers."""
+        out = {}
+        if self.mode != "eager" and isinstance(self.optimizer, torch.optim.Adam):
+            out["adam_step_count"] = "float64 tensor (bias corrections as exact as eager's)"
+        if self.mode == "compile":
+            from torch._inductor.runtime.cache_dir_utils import cache_dir
+            # a warm on-disk cache (an earlier run) cuts the first epoch's compile time by half or more
+            out["torch_compile"] = f"inductor, mode default, dynamic=False; cache {cache_dir()}"
+        return out
 
     # ------------------------------------------------------------ evaluation and weights
     @torch.inference_mode()
