@@ -31,7 +31,7 @@ SLOWDOWN_THRESHOLD = 0.10
 # ... or when its mean test accuracy is this much lower (absolute): seeds alone move MNIST
 # accuracy by a few tenths of a point, a whole point is a change in what was learned.
 ACCURACY_DROP_THRESHOLD = 0.01
-TABLE_KEY = ["dataset_name", "model"]  # one table per dataset and model
+TABLE_KEY = ["table", "model"]  # one table per data (subset, recipe) and model: see data_label
 NAMED = ["framework", "backend", "mode"]  # always in a row's label
 # Cell fields that are not settings: seeds are pooled; hyper_batch_size/epochs repeat batch_size/epochs.
 NOT_CONFIG = {"id", "seed", "hyper_seed", "hyper_batch_size", "hyper_epochs"}
@@ -76,6 +76,20 @@ def benchmark_rows(doc: dict, path: Path) -> list[dict]:
             for b in doc["benchmarks"]]
 
 
+def data_label(cell: dict) -> str:
+    """The data a cell trained on, subset and recipe included: cells compare only within one."""
+    d = cell["dataset"]
+    parts = [d["name"]]
+    if d.get("classes"):
+        parts.append("classes " + ",".join(map(str, d["classes"])))
+    if d.get("train_rows") or d.get("val_rows"):
+        parts.append(f"first {d.get('train_rows')} train + {d.get('val_rows')} val rows")
+    if d.get("test_val"):
+        parts.append(f"{d['test_val']} test rows as val")
+    label = ", ".join(parts)
+    return f"{cell['recipe']}: {label}" if cell.get("recipe") else label
+
+
 def file_rows(path: Path) -> list[dict]:
     doc = json.loads(path.read_text())
     if isinstance(doc, dict) and "machine_info" in doc and "benchmarks" in doc:
@@ -88,7 +102,8 @@ def file_rows(path: Path) -> list[dict]:
     extra = {k: doc[k] for k in EXTRA_FIELDS if k in doc}
     if "weights_file" in extra:  # relative to the result file, so that a results folder can move
         extra["weights_file"] = str(path.parent / extra["weights_file"])
-    return [{"source": "harness", "file": str(path), **cell, "cell_fields": tuple(cell), "status": doc["status"],
+    return [{"source": "harness", "file": str(path), "table": data_label(doc["cell"]), **cell,
+             "cell_fields": tuple(cell), "status": doc["status"],
              "message": doc["message"], **flatten(doc["metrics"]), **flatten(doc["env"], "env_"),
              "curves": doc["curves"], **extra}]
 
@@ -181,7 +196,8 @@ def summarise(cells: pd.DataFrame) -> pd.DataFrame:
         counts = g["status"].value_counts().reindex(STATUSES).dropna().astype(int)
         rss = [r["peak_rss_mb"] for r in ok if not missing(r["peak_rss_mb"])]  # a peak: report the largest seed's
         rows.append({
-            **g.iloc[0][config].to_dict(), "cell_fields": tuple(config), "label": label,
+            **g.iloc[0][config].to_dict(), "table": g.iloc[0]["table"], "cell_fields": tuple(config),
+            "label": label,
             "key": " ".join(f"{c}={show(g.iloc[0][c])}" for c in config if c not in TABLE_KEY),
             "acc_values": acc, "acc_mean": np.mean(acc) if acc else np.nan,
             "acc_sd": np.std(acc, ddof=1) if len(acc) > 1 else np.nan,  # the sample sd over seeds
@@ -306,7 +322,7 @@ def report_blocks(df: pd.DataFrame, plot_dir: Path) -> list[tuple]:
             notes = Notes()
             blocks += [("h2", f"{ds} / {model}"), ("table", display_table(t, notes)), ("ul", notes.lines()),
                        ("h3", "Fairness"),
-                       ("ul", fairness(cells[(cells["dataset_name"] == ds) & (cells["model"] == model)]))]
+                       ("ul", fairness(cells[(cells["table"] == ds) & (cells["model"] == model)]))]
         if len(seeds := published(summary)):
             blocks += [("h2", "Seed recipes: ours against the published figure"), ("table", seeds)]
         from harness.report_plots import plot_blocks  # imports report: loaded on use
@@ -383,7 +399,7 @@ def compare(a: Path, b: Path) -> tuple[list[tuple], bool]:
                "train samples/s B": (m["sps_median_b"], "{:,.0f}"), "train B/A": (train, "{:.2f}"),
                "infer B/A": (infer, "{:.2f}"), "accuracy A": (m["acc_mean_a"], "{:.4f}"),
                "accuracy B": (m["acc_mean_b"], "{:.4f}"), "accuracy B−A": (acc, "{:+.4f}")}
-    table = pd.DataFrame({"dataset / model": m["dataset_name"] + " / " + m["model"],
+    table = pd.DataFrame({"data / model": m["table"] + " / " + m["model"],
                           "run": m["label_a"].fillna(m["label_b"]),
                           **{name: v.map(lambda x, f=fmt: num(x, f)) for name, (v, fmt) in columns.items()},
                           "verdict": verdict})

@@ -133,6 +133,9 @@ def draw_weights(ax_row, r) -> None:
         kernel = npz["dense1.kernel"]  # canonical (in, out)
     side, limit = math.isqrt(kernel.shape[0]), np.abs(kernel).max()
     for k, ax in enumerate(ax_row):
+        if k >= kernel.shape[1]:  # fewer classes than the row has axes (3 vs 7: two)
+            ax.axis("off")
+            continue
         ax.imshow(kernel[:, k].reshape(side, side), cmap="RdBu_r", vmin=-limit, vmax=limit)
         ax.set_title(str(k), fontsize=8)
 
