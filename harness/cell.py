@@ -23,6 +23,7 @@ LATENCY_CALLS = 200
 INFER_REPEATS = 3
 PREDICTION_SAMPLE = 16  # test images kept with their predictions in each result
 WEIGHT_IMAGE_MODELS = ("logistic",)  # whose final weights are saved: the report draws them
+STEP_POINTS = 100  # per-iteration loss curve: at most this many points an epoch (means of steps)
 BACKEND_REQUIRES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 VERSION_PACKAGES = {"torch": ("torch",), "jax": ("jax", "flax", "optax"), "keras": ("keras",), "numpy": ("numpy",)}
 
@@ -199,8 +200,10 @@ def train(impl, ds, h: Hyper, gpu, say) -> tuple[dict[str, list], str, str, list
     from harness import data as data_mod
     from harness import measure
 
-    curves: dict[str, list] = {k: [] for k in ("epoch", "train_loss", "test_loss", "test_accuracy",
-                                               "val_accuracy", "epoch_s", "gpu_busy_s", "energy_j")}
+    curves: dict[str, Any] = {k: [] for k in ("epoch", "train_loss", "test_loss", "test_accuracy",
+                                              "val_accuracy", "epoch_s", "gpu_busy_s", "energy_j", "step_loss")}
+    steps = len(ds.x_train) // h.batch_size
+    curves["steps_per_point"] = -(-steps // STEP_POINTS)  # seed 004 plots loss per iteration
     overhead: list[float] = []
     for epoch in range(h.epochs):
         t0 = time.perf_counter()
@@ -213,6 +216,9 @@ def train(impl, ds, h: Hyper, gpu, say) -> tuple[dict[str, list], str, str, list
         losses = np.asarray(losses, np.float64)
         overhead.append(prep_s + time.perf_counter() - t0)
         finite = bool(np.isfinite(losses).all())
+        k = curves["steps_per_point"]
+        curves["step_loss"] += [float(c.mean()) if np.isfinite(c).all() else None
+                                for c in np.array_split(losses, range(k, len(losses), k))]
         curves["epoch"].append(epoch + 1)
         curves["epoch_s"].append(epoch_s)
         curves["train_loss"].append(float(losses.mean()) if finite else None)

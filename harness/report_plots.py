@@ -69,6 +69,39 @@ def plot_learning_curves(plt, ok, summary):
     return fig
 
 
+def plot_step_losses(plt, ok, summary):
+    """Training loss per iteration, as seed 004 draws it, for the seeds' recipes."""
+    have = ok[ok["curves"].map(lambda c: bool(c.get("step_loss"))) & column(ok, "recipe").notna()]
+    if have.empty:
+        return "no recipe cell recorded `curves.step_loss` (python -m harness.run --recipe small-subset)"
+    fig, rows = panels(plt, have, height=3.2)
+    for (ax, *_), title, t in rows:
+        for i, (label, g) in enumerate(t.groupby("label")):
+            c = g["curves"].iloc[0]  # the first seed: iterations of different seeds do not align
+            steps = np.arange(len(c["step_loss"])) * c["steps_per_point"]
+            ax.plot(steps, np.asarray(c["step_loss"], np.float64), color=f"C{i}", label=label, lw=1)
+        ax.set(title=f"{title}: training loss per iteration", xlabel="iteration", ylabel="loss", yscale="log")
+        ax.legend(fontsize=7)
+    return fig
+
+
+def plot_capacity(plt, ok, summary):
+    """Seed 001's question: test accuracy against the number of parameters, per framework."""
+    from harness.spec import model_spec
+
+    study = summary[summary["table"].str.startswith("mnist-study")] if len(summary) else summary
+    if study.empty:
+        return "no mnist-study results (python -m harness.run --recipe mnist-study)"
+    fig, ax = plt.subplots(figsize=(7, 4))
+    series = study.assign(params=study["model"].map(lambda m: model_spec(m).param_count()),
+                          series=labels(study, ignore=("model",)))
+    for i, (label, g) in enumerate(series.sort_values("params").groupby("series")):
+        ax.plot(g["params"], g["acc_mean"], "o-", color=f"C{i}", label=label, alpha=0.7)
+    ax.set(xscale="log", xlabel="parameters", ylabel="test accuracy", title="mnist-study: accuracy against capacity")
+    ax.legend(fontsize=7)
+    return fig
+
+
 def plot_batch_sizes(plt, ok, summary):
     series = summary.assign(series=labels(summary, ignore=("batch_size",)))
     groups = [(k, g.sort_values("batch_size")) for k, g in series.groupby(TABLE_KEY + ["series"])
@@ -155,6 +188,8 @@ PLOTS = {  # file name: (caption, draw); a draw returns a figure, or why it drew
     "throughput": ("Training throughput", plot_throughput),
     "accuracy": ("Test accuracy over seeds", plot_accuracy),
     "learning_curves": ("Learning curves", plot_learning_curves),
+    "step_losses": ("Training loss per iteration", plot_step_losses),
+    "capacity": ("Accuracy against capacity (mnist-study)", plot_capacity),
     "throughput_vs_batch": ("Throughput against batch size", plot_batch_sizes),
     "per_class_accuracy": ("Test accuracy per class", plot_per_class),
     "digits": ("Test digits, predicted (true)", plot_digits),
