@@ -128,14 +128,19 @@ class Optimizer:
         return new
 
 
-def trajectory(model: ModelSpec, hyper: Hyper, weights: dict, x: np.ndarray,
-               y: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, dict]:
-    """Per-step losses (before each update) over order's batches, and the final weights."""
-    params = {k: np.asarray(v, np.float64) for k, v in weights.items()}
-    opt = Optimizer(hyper)
+def train_steps(model: ModelSpec, params: dict, opt: Optimizer, x: np.ndarray, y: np.ndarray,
+                order: np.ndarray) -> tuple[np.ndarray, dict]:
+    """One optimizer step per row of order: per-step losses (before each update), new params."""
     losses = []
     for batch in order:
         loss, grads = loss_and_grads(model, params, x[batch], y[batch])
         losses.append(loss)
         params = opt.step(params, grads)
     return np.array(losses), params
+
+
+def trajectory(model: ModelSpec, hyper: Hyper, weights: dict, x: np.ndarray,
+               y: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Per-step losses over order's batches from fresh optimizer state, and the final weights."""
+    params = {k: np.asarray(v, np.float64) for k, v in weights.items()}
+    return train_steps(model, params, Optimizer(hyper), x, y, order)

@@ -27,12 +27,8 @@ class NumpyImpl:
         self.opt = reference.Optimizer(hyper)
 
     def train_epoch(self, order):
-        losses = []
-        for batch in order:
-            loss, grads = reference.loss_and_grads(self.model, self.params, self.x[batch], self.y[batch])
-            losses.append(loss)
-            self.params = self.opt.step(self.params, grads)
-        return np.array(losses)
+        losses, self.params = reference.train_steps(self.model, self.params, self.opt, self.x, self.y, order)
+        return losses
 
     def sync(self):
         pass
