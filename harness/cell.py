@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.spec import DataSpec, HarnessError, Hyper, load_impl, model_spec
+from harness.spec import PRECISION_NOTES, DataSpec, HarnessError, Hyper, load_impl, model_spec
 
 LATENCY_CALLS = 200
 INFER_REPEATS = 3
@@ -78,9 +78,16 @@ def cell_env(cell: Cell) -> dict[str, str]:
         env["KERAS_BACKEND"] = cell.backend
     if cell.device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU cell must not touch a GPU, even if one is there
-    elif cell.precision == "float32":
-        # True float32 for every library that would take TF32: cuBLAS/cuDNN under any
-        # framework (TensorFlow, Keras on torch) and XLA under Keras on jax.
+    elif cell.precision == "tf32":
+        # TF32 for every library, also where it is off by default (cuBLAS under torch, and
+        # so Keras on torch); TensorFlow and cuDNN take it by default.
+        env.pop("NVIDIA_TF32_OVERRIDE", None)
+        env["TORCH_ALLOW_TF32_CUBLAS_OVERRIDE"] = "1"
+        env["JAX_DEFAULT_MATMUL_PRECISION"] = "tensorfloat32"
+    else:
+        # True float32 (and, under bf16, for whatever stays float32) for every library that
+        # would take TF32: cuBLAS/cuDNN under any framework (TensorFlow, Keras on torch) and
+        # XLA under Keras on jax.
         env["NVIDIA_TF32_OVERRIDE"] = "0"
         env["JAX_DEFAULT_MATMUL_PRECISION"] = "highest"
     return env
@@ -147,7 +154,7 @@ def run_cell(cell: Cell, say=print, weights_out: Path | None = None) -> dict[str
     impl = load_impl(cell.framework)
     gpu = measure.GpuTimer(cell.device)
     build_s, _ = measure.timed(
-        lambda: impl.build(model, h, ds, weights, cell.device, cell.mode), lambda: None)
+        lambda: impl.build(model, h, ds, weights, cell.device, cell.mode, cell.precision), lambda: None)
     curves, status, message, overhead = train(impl, ds, h, gpu, say)
 
     steady = curves["epoch_s"][1:] if status == "ok" else []
@@ -182,7 +189,7 @@ def run_cell(cell: Cell, say=print, weights_out: Path | None = None) -> dict[str
     env.update(framework_version=framework_versions(cell), keras_backend=cell.backend,
                device_name=getattr(impl, "device_name", lambda: None)() or env["cpu"],
                settings={"threads": int(os.environ.get("OMP_NUM_THREADS", 0)),
-                         "float32_matmul": "TF32 off (full float32)",
+                         "precision": PRECISION_NOTES[cell.precision],
                          "preallocate": "off (XLA_PYTHON_CLIENT_PREALLOCATE=false, "
                                         "TF_FORCE_GPU_ALLOW_GROWTH=true)",
                          "determinism": "not enforced; same data, order and weights",

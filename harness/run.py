@@ -24,11 +24,10 @@ import time
 from pathlib import Path
 
 from harness.cell import BACKEND_REQUIRES, Cell, cell_env, child_main, failure_payload
-from harness.spec import (DEFAULT_FRAMEWORKS, MODELS, RECIPE_MODELS, DataSpec, HarnessError, Hyper, cli_main,
-                          impls, modes)
+from harness.spec import (DEFAULT_FRAMEWORKS, GPU_ONLY_PRECISIONS, MODELS, PRECISIONS, RECIPE_MODELS, DataSpec,
+                          HarnessError, Hyper, check_precision, cli_main, impls, modes)
 
 KERAS_BACKENDS = ("tensorflow", "jax", "torch")
-PRECISIONS = ("float32",)  # float32 with TF32 off; tf32/bf16 arrive with the fast-path modes
 DEVICES = ("cpu", "cuda")
 # Python packages a framework's cells need; a framework missing here is skipped.
 REQUIRES = {"torch": ("torch",), "jax": ("jax", "flax", "optax"), "keras": ("keras",), "numpy": ()}
@@ -57,6 +56,9 @@ def expand(args) -> list[Cell]:
     check_choice("precision", args.precision, PRECISIONS)
     check_choice("device", args.device, DEVICES)
     check_choice("mode", args.mode or [], sorted({m for fw in registry for m in modes(fw)}))
+    if all(d == "cpu" for d in args.device):
+        for prec in args.precision:
+            check_precision(prec, "cpu")
     if args.recipe:
         r = recipe(args.recipe)
         runs = [(model, dataclasses.replace(hyper, batch_size=bs))
@@ -70,6 +72,8 @@ def expand(args) -> list[Cell]:
     cells = []
     for fw, (model, hyper), ds, seed, prec, dev in itertools.product(
             args.framework, runs, datas, args.seed, args.precision, args.device):
+        if dev == "cpu" and prec in GPU_ONLY_PRECISIONS:
+            continue  # asked for beside a GPU device: runs there only
         hyper = dataclasses.replace(hyper, seed=seed, init=args.init,
                                     epochs=hyper.epochs if args.epochs is None else args.epochs)
         chosen = [m for m in (args.mode or modes(fw)[:1]) if m in modes(fw)]
@@ -155,7 +159,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--recipe", help="a seed's recipe from harness/recipes.py (sets data, models, optimizer)")
     p.add_argument("--batch-size", nargs="+", type=int, help=f"default {d.batch_size}, or the recipe's")
     p.add_argument("--seed", nargs="+", type=int, default=[d.seed])
-    p.add_argument("--precision", nargs="+", default=["float32"])
+    p.add_argument("--precision", nargs="+", default=["float32"], help=f"of {', '.join(PRECISIONS)}")
     p.add_argument("--device", nargs="+", default=["cpu"])
     p.add_argument("--epochs", type=int, help=f"default {d.epochs}, or the recipe's")
     p.add_argument("--optimizer", default=d.optimizer)

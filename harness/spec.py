@@ -254,10 +254,12 @@ class Impl(Protocol):
     framework: str  # "torch" | "keras" | "jax"
 
     def build(self, model: ModelSpec, hyper: Hyper, data: "Any",
-              weights: dict[str, np.ndarray] | None, device: str, mode: str) -> None:
+              weights: dict[str, np.ndarray] | None, device: str, mode: str,
+              precision: str = "float32") -> None:
         """Build model and optimizer; upload data.x_train/y_train to the device ONCE.
 
         weights: canonical initial weights, or None for the framework's native init.
+        precision: one of PRECISIONS, checked with check_precision.
         """
 
     def train_epoch(self, order: np.ndarray) -> Any:
@@ -291,6 +293,31 @@ IMPLS: dict[str, str] = {
     "numpy": "impls.numpy_impl:NumpyImpl",  # the float64 oracle; runs only when asked for
 }
 GPU_ONLY_MODES = ("cudagraph",)  # refused on the CPU with a HarnessError
+
+# Numeric precision of a cell, set the same way in every framework and recorded with it:
+#   float32  float32 everywhere; on a GPU, TF32 off (full float32 matmuls and convolutions)
+#   tf32     float32 storage, matmul and convolution inputs rounded to TF32 (10-bit
+#            mantissa) on the GPU's tensor cores: a GPU mode, refused on the CPU
+#   bf16     mixed precision: weights, gradients and optimizer state in float32, the
+#            layers computed in bfloat16 (float32 accumulation), the loss in float32
+PRECISIONS = ("float32", "tf32", "bf16")
+GPU_ONLY_PRECISIONS = ("tf32",)
+PRECISION_NOTES = {
+    "float32": "float32; TF32 off (full float32 matmuls and convolutions)",
+    "tf32": "float32 storage; matmul and convolution inputs in TF32 on the tensor cores",
+    "bf16": "mixed: float32 weights, gradients and optimizer; layers in bfloat16; loss in float32",
+}
+
+
+def check_precision(precision: str, device: str) -> str:
+    """The precision if this device can run it, else a HarnessError saying what to run instead."""
+    if precision not in PRECISIONS:
+        raise HarnessError(f"unknown precision {precision!r}; valid precisions: {', '.join(PRECISIONS)}")
+    if precision in GPU_ONLY_PRECISIONS and device == "cpu":
+        cpu = [p for p in PRECISIONS if p not in GPU_ONLY_PRECISIONS]
+        raise HarnessError(f"precision {precision!r} is a GPU tensor-core mode; on the CPU run "
+                           f"{' or '.join(cpu)}, or add --device cuda")
+    return precision
 # What a matrix runs when no --framework is given.
 DEFAULT_FRAMEWORKS = ("torch", "keras", "jax")
 # Modes each framework offers; the first is its default (the idiomatic code), the others
@@ -300,9 +327,10 @@ DEFAULT_FRAMEWORKS = ("torch", "keras", "jax")
 #   jax scan:        the whole epoch as one jitted lax.scan over device-resident data (on a
 #                    CPU, XLA leaves the CNN's convolutions inside the loop on a slow path,
 #                    jax-ml/jax#12868, so there scan is slower than step for the CNN)
+#   keras fit-jit:   compile(jit_compile=True) with steps_per_execution tuned per backend
 MODES: dict[str, tuple[str, ...]] = {
     "torch": ("eager", "compile", "cudagraph"),
-    "keras": ("fit",),
+    "keras": ("fit", "fit-jit"),
     "jax": ("step", "scan"),
     "numpy": ("reference",),
 }

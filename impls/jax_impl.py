@@ -19,34 +19,47 @@ from flax import linen as nn
 from flax import traverse_util
 from flax.training import train_state
 
-from harness.spec import EVAL_BATCH, Conv, Dense, Flatten, HarnessError, Hyper, MaxPool, ModelSpec, check_mode
+from harness.spec import (EVAL_BATCH, Conv, Dense, Flatten, HarnessError, Hyper, MaxPool, ModelSpec, check_mode,
+                          check_precision)
 
-# On GPU, XLA runs float32 matmuls and convolutions in TF32 by default (10-bit mantissa); the
-# suite compares float32 with float32, so every layer asks for full precision explicitly.
-PRECISION = jax.lax.Precision.HIGHEST
+# The harness's precisions as flax layer arguments. On a GPU, XLA runs float32 matmuls and
+# convolutions in TF32 unless told otherwise, so float32 asks for HIGHEST explicitly and
+# tf32 for TF32 by name. bf16: flax's mixed precision, bfloat16 compute (dtype) over
+# float32 parameters (param_dtype stays float32).
+LAYER_ARGS = {
+    "float32": {"precision": jax.lax.Precision.HIGHEST, "dtype": jnp.float32},
+    "tf32": {"precision": "tensorfloat32", "dtype": jnp.float32},
+    "bf16": {"precision": None, "dtype": jnp.bfloat16},
+}
 DEVICE_KINDS = {"cpu": "cpu", "cuda": "gpu", "gpu": "gpu"}
 
 
 class Net(nn.Module):
-    """The model a ModelSpec describes; parameters are named conv1, dense1, ... as canonically."""
+    """The model a ModelSpec describes; parameters are named conv1, dense1, ... as canonically.
+
+    Logits come out float32 whatever the layers compute in, so the loss is float32.
+    """
     spec: ModelSpec
+    precision: str = "float32"
 
     @nn.compact
     def __call__(self, x):
+        args = LAYER_ARGS[self.precision]
+        x = x.astype(args["dtype"])
         for name, layer, _, _ in self.spec.named_layers():
             if isinstance(layer, Conv):
                 x = nn.Conv(layer.filters, (layer.kernel, layer.kernel), padding=layer.padding,
-                            precision=PRECISION, name=name)(x)
+                            name=name, **args)(x)
             elif isinstance(layer, MaxPool):
                 window = (layer.size, layer.size)
                 x = nn.max_pool(x, window, strides=window)
             elif isinstance(layer, Flatten):
                 x = x.reshape((x.shape[0], -1))  # NHWC rows flatten as (h, w, c): canonical
             elif isinstance(layer, Dense):
-                x = nn.Dense(layer.units, use_bias=layer.use_bias, precision=PRECISION, name=name)(x)
+                x = nn.Dense(layer.units, use_bias=layer.use_bias, name=name, **args)(x)
             if getattr(layer, "activation", None) == "relu":
                 x = nn.relu(x)
-        return x
+        return x.astype(jnp.float32)
 
 
 def scale_by_adam(b1: float, b2: float, eps: float) -> optax.GradientTransformation:
@@ -126,10 +139,11 @@ class JaxImpl:
     """flax linen + optax: one jitted call per step ("step") or per epoch ("scan")."""
     framework = "jax"
 
-    def build(self, model, hyper, data, weights, device, mode) -> None:
+    def build(self, model, hyper, data, weights, device, mode, precision="float32") -> None:
         self.mode = check_mode(self.framework, mode)
+        self.precision = check_precision(precision, device)
         self.model, self.device = model, select_device(device)
-        net = Net(model)
+        net = Net(model, self.precision)
         if weights is None:  # flax's native init: lecun-normal kernels, zero biases
             sample = jnp.zeros((1, *model.input_shape), jnp.float32)
             params = net.init(jax.random.PRNGKey(hyper.seed), sample)["params"]

@@ -2,8 +2,10 @@
 
 The backend is whatever KERAS_BACKEND names before this module is imported (tensorflow, jax
 or torch); nothing here calls a backend directly, so the same code runs on all three.
-compile's jit_compile="auto" means: jax jits; tensorflow runs tf.function graphs, with XLA
-only on GPU; torch runs eagerly (no torch.compile).
+Mode fit is compile's defaults: jit_compile="auto" (jax jits; tensorflow runs tf.function
+graphs, with XLA only on a GPU; torch runs eagerly) and one step per execution. Mode fit-jit
+sets jit_compile=True (XLA on tensorflow and jax, torch.compile on torch) and several steps
+per execution (STEPS_PER_EXECUTION).
 """
 from __future__ import annotations
 
@@ -14,14 +16,18 @@ import numpy as np
 import keras
 from keras import ops
 
-from harness.spec import (EVAL_BATCH, Conv, Dense, Flatten, HarnessError, Hyper, MaxPool, check_mode,
-                          ModelSpec)
+from harness.spec import (EVAL_BATCH, Conv, Dense, Flatten, HarnessError, Hyper, MaxPool, ModelSpec, check_mode,
+                          check_precision)
 from harness.weights import check_weights
 
 # Keras runs on its backend's default device, the first GPU when one is visible, so the
 # harness picks the device by what it makes visible (CUDA_VISIBLE_DEVICES). A keras.device
 # scope would pin it, but one around fit lost every gradient on the torch backend.
 DEVICES = ("cpu", "cuda", "gpu")
+# Mode fit-jit: steps per compiled execution. On TensorFlow they run in one XLA loop; on jax
+# Keras still calls its jitted step once per batch, but logs and callbacks only once per
+# execution, which saves a host round trip a step; the torch backend refuses more than 1.
+STEPS_PER_EXECUTION = {"tensorflow": 64, "jax": 64, "torch": 1}
 
 
 def build_model(model: ModelSpec) -> keras.Sequential:
@@ -100,37 +106,31 @@ class TorchFormOptimizer(keras.optimizers.Optimizer):
         self.assign_sub(variable, lr * m_hat / (ops.sqrt(v_hat) + h.eps))
 
 
-class BatchLoss(keras.metrics.Metric):
-    """This step's loss: Keras's own "loss" log is the running mean over the epoch."""
+class StepLosses(keras.metrics.Metric):
+    """Every step's loss of the epoch, written into a buffer inside the compiled train step.
 
-    def __init__(self, loss_fn: keras.losses.Loss):
-        super().__init__(name="batch_loss")
+    Keras's own "loss" log is the running mean over the epoch, and with steps_per_execution
+    > 1 callbacks see only each execution's last step; a metric runs inside every step, so
+    the buffer holds all of them whatever the mode, with no host round trip per step.
+    """
+
+    def __init__(self, loss_fn: keras.losses.Loss, capacity: int):
+        super().__init__(name="step_loss")
         self.loss_fn = loss_fn
-        self.last = self.add_variable(shape=(), initializer="zeros", name="last")
+        self.losses = self.add_variable(shape=(capacity,), initializer="zeros", name="losses")
+        self.count = self.add_variable(shape=(), initializer="zeros", dtype="int32", name="count")
 
     def update_state(self, y_true, y_pred, sample_weight=None):
         # The same loss object on the same y_pred as the training loss, so the same number,
         # for the price of one more (batch, classes) cross-entropy per step.
-        self.last.assign(self.loss_fn(y_true, y_pred))
+        loss = ops.cast(ops.reshape(self.loss_fn(y_true, y_pred), (1,)), self.losses.dtype)
+        count = self.count.value
+        self.losses.assign(ops.slice_update(self.losses.value, (count,), loss))
+        self.count.assign(count + 1)
 
     def result(self):
-        # A copy: on torch the variable's storage is overwritten by the next step while
-        # Keras's callback thread may still be reading this step's log.
-        return ops.copy(self.last)
-
-
-class LossRecorder(keras.callbacks.Callback):
-    """Copies each step's batch_loss log into losses[step]."""
-
-    # Writes by step index, so Keras may run it on its worker thread (jax, torch) in any order.
-    async_safe = True
-
-    def __init__(self, steps: int):
-        super().__init__()
-        self.losses = np.full(steps, np.nan, np.float32)
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.losses[batch] = logs["batch_loss"]
+        """The latest step's loss (the logs' value); the epoch's are in .losses."""
+        return ops.take(self.losses.value, ops.maximum(self.count.value - 1, 0))
 
 
 class KerasImpl:
@@ -138,15 +138,20 @@ class KerasImpl:
 
     framework = "keras"
 
-    def build(self, model: ModelSpec, hyper: Hyper, data, weights, device: str, mode: str) -> None:
+    def build(self, model: ModelSpec, hyper: Hyper, data, weights, device: str, mode: str,
+              precision: str = "float32") -> None:
         """Build, initialise and compile the model; keep the training arrays for fit."""
-        mode = check_mode(self.framework, mode)
+        self.mode = check_mode(self.framework, mode)
+        self.precision = check_precision(precision, device)
         if device not in DEVICES:
             raise HarnessError(f"unknown device {device!r}; valid devices: {', '.join(DEVICES)}")
         self.spec, self.device = model, device
-        # The canonical layout and precision, whatever ~/.keras/keras.json says.
+        # The canonical layout and precision, whatever ~/.keras/keras.json says. bf16 is
+        # Keras's mixed_bfloat16 policy: float32 variables, bfloat16 layer compute; the loss
+        # casts the logits to float32. (tf32 needs no policy: the environment sets it.)
         keras.config.set_image_data_format("channels_last")
         keras.config.set_floatx("float32")
+        keras.config.set_dtype_policy("mixed_bfloat16" if self.precision == "bf16" else "float32")
         keras.utils.set_random_seed(hyper.seed)  # native init draws from it
         self.model = build_model(model)
         if weights is not None:
@@ -154,8 +159,13 @@ class KerasImpl:
             # Keras flattens NHWC as (h, w, c) like the canonical layout: no permutation.
             self.model.set_weights([weights[name] for name in model.param_shapes()])
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        self.model.compile(optimizer=TorchFormOptimizer(hyper), loss=loss,
-                           metrics=[BatchLoss(loss)])
+        self.step_losses = StepLosses(loss, capacity=len(data.x_train) // hyper.batch_size)
+        if self.mode == "fit":  # compile's defaults
+            jit, self.steps_per_execution = "auto", 1
+        else:
+            jit, self.steps_per_execution = True, STEPS_PER_EXECUTION[keras.backend.backend()]
+        self.model.compile(optimizer=TorchFormOptimizer(hyper), loss=loss, metrics=[self.step_losses],
+                           jit_compile=jit, steps_per_execution=self.steps_per_execution)
         # The data stay the harness's numpy arrays, and each epoch fits on a host gather
         # of them: Keras's own input pipeline copies batches to the device (tf.data prefetch
         # on TensorFlow, per batch on jax and torch), as every fit on numpy does. Device
@@ -166,28 +176,36 @@ class KerasImpl:
     def train_epoch(self, order: np.ndarray) -> np.ndarray:
         """One fit epoch over the rows in order's sequence; returns each step's loss."""
         order = np.asarray(order)
+        if len(order) > self.step_losses.losses.shape[0]:
+            raise HarnessError(f"an epoch of {len(order)} steps is longer than the "
+                               f"{self.step_losses.losses.shape[0]} the training set gives")
         rows = order.ravel()
-        recorder = LossRecorder(len(order))
         # fit on the pre-ordered rows with shuffle=False, batch_size = order's width, so the
         # batches are exactly order's rows: the idiom Keras users run, with the order ours.
+        # fit resets the metric first, so the buffer fills from step 0.
         self.model.fit(self.x_train[rows], self.y_train[rows], batch_size=order.shape[1],
-                       epochs=1, shuffle=False, verbose=0, callbacks=[recorder])
-        return recorder.losses
+                       epochs=1, shuffle=False, verbose=0)
+        count = int(ops.convert_to_numpy(self.step_losses.count))
+        if count != len(order):
+            raise RuntimeError(f"Keras ran {count} steps of an epoch of {len(order)}")
+        return ops.convert_to_numpy(self.step_losses.losses)[:count]
 
     def sync(self) -> None:
-        """Wait for the last update: fit has already pulled every step's loss to the host."""
+        """Wait for the last update: fit has already read the step losses back to the host."""
         # Reading the last-updated variable makes that a guarantee on every backend rather
-        # than a detail of Keras's callback dispatch, at the cost of a few bytes copied.
+        # than a detail of Keras's dispatch, at the cost of a few bytes copied.
         ops.convert_to_numpy(self.model.trainable_variables[-1])
 
     def settings(self) -> dict[str, object]:
         """What the harness records beside its own settings."""
         out: dict[str, object] = {"keras_backend": keras.backend.backend(),
-                                  "jit_compile": self.model.jit_compile}
+                                  "jit_compile": self.model.jit_compile,
+                                  "steps_per_execution": self.steps_per_execution,
+                                  "dtype_policy": keras.config.dtype_policy().name}
         if self.device != "cpu":
             # Keras has no backend-neutral TF32 switch: the cell's environment decides
-            # (NVIDIA_TF32_OVERRIDE=0; JAX_DEFAULT_MATMUL_PRECISION=highest on jax).
-            out["float32_matmul"] = "backend default unless the environment turns TF32 off"
+            # (NVIDIA_TF32_OVERRIDE, TORCH_ALLOW_TF32_CUBLAS_OVERRIDE, JAX_DEFAULT_MATMUL_PRECISION).
+            out["tf32"] = "set by the environment (harness.cell.cell_env)"
         return out
 
     def logits(self, x: np.ndarray) -> np.ndarray:

@@ -16,9 +16,12 @@ from harness.weights import initial_weights
 class NumpyImpl:
     framework = "numpy"
 
-    def build(self, model, hyper, data, weights, device, mode):
+    def build(self, model, hyper, data, weights, device, mode, precision="float32"):
         if device != "cpu":
             raise HarnessError("the numpy reference runs on the CPU only; use --device cpu")
+        if precision != "float32":
+            raise HarnessError(f"the numpy reference computes in float64 whatever the precision; "
+                               f"run it with --precision float32, not {precision}")
         check_mode(self.framework, mode)
         # native init: numpy has no framework default, so it is the canonical scheme
         weights = weights if weights is not None else initial_weights(model, hyper.seed)

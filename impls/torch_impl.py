@@ -10,9 +10,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from harness.spec import (EVAL_BATCH, GPU_ONLY_MODES, Conv, Dense, Flatten, HarnessError, MaxPool, ModelSpec,
-                          check_mode, modes)
+                          check_mode, check_precision, modes)
 
 DEVICES = ("cpu", "cuda", "gpu")  # "gpu" is the harness's framework-neutral name for cuda
+# Mode cudagraph: training steps per CUDA graph. One replay launches them all, so the host
+# sends one copy, one replay and one loss copy per GRAPH_STEPS steps instead of per step.
+GRAPH_STEPS = 16
 
 
 # ---------------------------------------------------------------- the model
@@ -71,10 +74,11 @@ def torch_name(canonical: str) -> str:
 
 def adam_state_with_float64_steps(optimizer: torch.optim.Adam) -> None:
     """Adam's fresh state made ahead of its first step, counting steps in float64."""
-    # Compiled and capturable Adam take 1 - beta**step on the step tensor, float32 by default,
-    # where float32(0.999) leaves 1 - beta2 1.3e-5 small: early steps run ~6e-6 short, all one
-    # way, and the mlp's 50 Adam steps end 7.7e-3 off the float64 reference (eager: 1.4e-7).
-    # Eager Adam reads step.item(), a Python float; a float64 step keeps that precision.
+    # Compiled (foreach, capturable) Adam takes 1 - beta**step on the step tensor, float32 by
+    # default, where float32(0.999) leaves 1 - beta2 1.3e-5 small: early steps run ~6e-6
+    # short, all one way, and the mlp's 50 Adam steps end 7.7e-3 off the float64 reference.
+    # Fused Adam (eager, cudagraph) takes beta**step in double inside its kernel, and reads
+    # its step as float32 there, so this is for the compiled path only.
     for group in optimizer.param_groups:
         for p in group["params"]:
             step_device = p.device if group["capturable"] else "cpu"  # where Adam keeps it
@@ -87,9 +91,10 @@ class TorchImpl:
     """The harness's Impl for PyTorch: steps over device-resident data, eager, compiled or graphed."""
     framework = "torch"
 
-    def build(self, model, hyper, data, weights, device, mode) -> None:
+    def build(self, model, hyper, data, weights, device, mode, precision="float32") -> None:
         """Model, optimizer and the training set on the device, uploaded once."""
         self.mode = check_mode(self.framework, mode)
+        self.precision = check_precision(precision, device)
         self.device = self._device(device)
         if self.mode in GPU_ONLY_MODES and self.device.type != "cuda":
             cpu_modes = [m for m in modes(self.framework) if m not in GPU_ONLY_MODES]
@@ -104,16 +109,20 @@ class TorchImpl:
                      for k, v in weights.items()}
             self.model.load_state_dict(state, strict=True)
         params = self.model.parameters()
+        # fused: one kernel (one loop on the CPU) updates every parameter. torch's default
+        # takes a per-tensor path on the CPU, which took 2.5 of the mlp's 4.2 ms a step on
+        # 2 cores (fused: 0.4). Dynamo traces the foreach path instead, so compile keeps it.
+        fused = self.mode != "compile"
         if hyper.optimizer == "adam":
             # capturable keeps the step count on the GPU: graph replays advance it, and compiled
             # Adam stays in the graph (dynamo sets capturable itself, but only on empty states)
             capturable = self.mode != "eager" and self.device.type == "cuda"
             self.optimizer = torch.optim.Adam(params, lr=hyper.lr, betas=(hyper.beta1, hyper.beta2),
-                                              eps=hyper.eps, capturable=capturable)
-            if self.mode != "eager":
+                                              eps=hyper.eps, capturable=capturable, fused=fused)
+            if self.mode == "compile":
                 adam_state_with_float64_steps(self.optimizer)
         else:
-            self.optimizer = torch.optim.SGD(params, lr=hyper.lr, momentum=hyper.momentum)
+            self.optimizer = torch.optim.SGD(params, lr=hyper.lr, momentum=hyper.momentum, fused=fused)
         self.x_train = self._images(data.x_train)
         self.y_train = torch.as_tensor(np.asarray(data.y_train), dtype=torch.int64, device=self.device)
         self.run_step = self.train_step  # what train_epoch calls each step
@@ -125,21 +134,26 @@ class TorchImpl:
             # "default", as "reduce-overhead" adds the CUDA graphs that mode cudagraph measures
             # on its own; dynamic=False, as every batch has the same shape.
             self.run_step = torch.compile(self.train_step, mode="default", dynamic=False)
-        self.graph = None  # mode cudagraph: captured on the first epoch's first batch
+        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}  # mode cudagraph: steps -> graph
 
-    @staticmethod
-    def _device(device: str) -> torch.device:
+    def _device(self, device: str) -> torch.device:
         if device not in DEVICES:
             raise HarnessError(f"unknown device {device!r}; valid devices: {', '.join(DEVICES)}")
         if device == "cpu":
             return torch.device("cpu")
         if not torch.cuda.is_available():
             raise HarnessError(f"device {device!r} asked for, but this torch sees no CUDA GPU")
-        # TF32 rounds matmul and conv inputs to 10 mantissa bits; every framework runs true
-        # float32 here, and cuDNN's conv default is TF32 on.
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
+        # TF32 rounds matmul and conv inputs to 10 mantissa bits: on only for precision tf32
+        # (cuDNN's conv default is TF32 on, cuBLAS's off).
+        torch.backends.cuda.matmul.allow_tf32 = self.precision == "tf32"
+        torch.backends.cudnn.allow_tf32 = self.precision == "tf32"
         return torch.device("cuda")
+
+    def _autocast(self):
+        """bf16: the layers in bfloat16 under autocast (weights stay float32); else nothing."""
+        # cache_enabled=False: autocast's cache of cast weights must not outlive a graph capture
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16",
+                              cache_enabled=False)
 
     def _images(self, x: np.ndarray) -> torch.Tensor:
         """NHWC float32 numpy -> contiguous NCHW tensor on the device."""
@@ -150,7 +164,9 @@ class TorchImpl:
     def train_step(self, batch: torch.Tensor) -> torch.Tensor:
         """One optimizer step on the training rows `batch`; the loss before the update, on the device."""
         self.optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(self.model(self.x_train[batch]), self.y_train[batch])
+        with self._autocast():
+            logits = self.model(self.x_train[batch])
+        loss = F.cross_entropy(logits.float(), self.y_train[batch])
         loss.backward()
         self.optimizer.step()
         return loss.detach()
@@ -165,28 +181,44 @@ class TorchImpl:
 
     # ------------------------------------------------------------ mode cudagraph
     def _replay_epoch(self, order: torch.Tensor) -> torch.Tensor:
-        """Per step: the batch indices into the static buffer, one graph replay, the loss out."""
-        if self.graph is None and len(order):
-            self._capture(order[0])
+        """GRAPH_STEPS steps per replay: their batch indices in, one replay, their losses out."""
         losses = torch.empty(len(order), device=self.device)
-        for i, batch in enumerate(order):
-            self.static_batch.copy_(batch)
-            self.graph.replay()
-            losses[i].copy_(self.static_loss)
+        for start in range(0, len(order), GRAPH_STEPS):
+            n = min(GRAPH_STEPS, len(order) - start)
+            graph = self.graphs.get(n) or self._capture(order[start:start + n])
+            self.static_order[:n].copy_(order[start:start + n])
+            graph.replay()
+            losses[start:start + n].copy_(self.static_losses[:n])
         return losses
 
-    def _capture(self, batch: torch.Tensor) -> None:
-        """Warm up on a side stream, undo the warm-up's updates, capture train_step as one CUDA graph."""
-        self.static_batch = batch.clone()
+    def _capture(self, batches: torch.Tensor) -> torch.cuda.CUDAGraph:
+        """A graph of len(batches) train_steps; the first capture warms up on a side stream first."""
+        if not self.graphs:
+            self._warm_up(batches[0])
+        n = len(batches)
+        graph = torch.cuda.CUDAGraph()
+        # Nothing runs while capturing: the graph records the n steps, each reading its batch
+        # from static_order and writing its loss into static_losses. zero_grad(set_to_none) in
+        # train_step lets each backward allocate its grads in the graph's private pool.
+        with torch.cuda.graph(graph):
+            for i in range(n):
+                self.static_losses[i].copy_(self.train_step(self.static_order[i]))
+        self.graphs[n] = graph  # the epoch's tail, if any, gets a graph of its own
+        return graph
+
+    def _warm_up(self, batch: torch.Tensor) -> None:
+        """Run three steps on a side stream, then undo their updates."""
+        self.static_order = torch.empty((GRAPH_STEPS, len(batch)), dtype=batch.dtype, device=self.device)
+        self.static_losses = torch.empty(GRAPH_STEPS, device=self.device)
         initial = [p.detach().clone() for p in self.model.parameters()]
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
-        # Warm-up makes cuBLAS handles, autograd's streams and SGD's momentum buffers, so that the
-        # capture records the steady step, not a first step's lazy set-up
+        # Warm-up makes cuBLAS handles, autograd's streams and the optimizer's state, so that
+        # the capture records the steady step, not a first step's lazy set-up
         with torch.cuda.stream(side), warnings.catch_warnings():
             warnings.filterwarnings("ignore", "This instance was constructed with capturable=True")
             for _ in range(3):
-                self.train_step(self.static_batch)
+                self.train_step(batch)
         torch.cuda.current_stream().wait_stream(side)
         with torch.no_grad():  # the warm-up trained: back to the initial weights and a fresh state
             for p, value in zip(self.model.parameters(), initial):
@@ -197,10 +229,6 @@ class TorchImpl:
                 for value in state.values():
                     if torch.is_tensor(value):
                         value.zero_()
-        self.graph = torch.cuda.CUDAGraph()
-        # zero_grad(set_to_none) in train_step lets backward allocate the grads in the graph's pool
-        with torch.cuda.graph(self.graph):
-            self.static_loss = self.train_step(self.static_batch)
 
     def sync(self) -> None:
         if self.device.type == "cuda":
@@ -216,8 +244,12 @@ class TorchImpl:
     def settings(self) -> dict:
         """What a mode changes beyond its name, recorded beside its numbers."""
         out = {}
-        if self.mode != "eager" and isinstance(self.optimizer, torch.optim.Adam):
+        if self.mode == "compile" and isinstance(self.optimizer, torch.optim.Adam):
             out["adam_step_count"] = "float64 tensor (bias corrections as exact as eager's)"
+        if self.mode != "compile":
+            out["optimizer_impl"] = "fused (one kernel for all parameters)"
+        if self.mode == "cudagraph":
+            out["cuda_graph"] = f"{GRAPH_STEPS} training steps per graph replay, optimizer included"
         if self.mode == "compile":
             # the harness gives each cell a fresh TORCHINDUCTOR_CACHE_DIR (recorded in
             # compile_cache): a warm cache would halve the first epoch's compile time
@@ -229,8 +261,9 @@ class TorchImpl:
     def logits(self, x: np.ndarray) -> np.ndarray:
         """Logits for NHWC images, EVAL_BATCH rows at a time."""
         self.model.eval()
-        chunks = [self.model(self._images(x[i:i + EVAL_BATCH])).cpu().numpy()
-                  for i in range(0, len(x), EVAL_BATCH)]
+        with self._autocast():
+            chunks = [self.model(self._images(x[i:i + EVAL_BATCH])).float().cpu().numpy()
+                      for i in range(0, len(x), EVAL_BATCH)]
         return np.concatenate(chunks or [np.zeros((0, self.spec.num_classes), np.float32)])
 
     def get_weights(self) -> dict[str, np.ndarray]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import pytest
 
@@ -22,9 +23,17 @@ def _params(pairs):
                          id="-".join(p)) for p in pairs]
 
 
+# Where the framework tests run: cpu (CI), or cuda on a GPU machine, where the GPU-only
+# modes and precisions are tested too. Keras takes its device from CUDA_VISIBLE_DEVICES,
+# and on a GPU its float32 from NVIDIA_TF32_OVERRIDE=0 / JAX_DEFAULT_MATMUL_PRECISION=highest
+# (harness.cell.cell_env sets them for every run; set them for a GPU test run).
+DEVICE = os.environ.get("FWCOMPARE_TEST_DEVICE", "cpu")
+ON_GPU = DEVICE != "cpu"
+
 FRAMEWORKS = _params((f,) for f in DEFAULT_FRAMEWORKS)
-# (framework, mode) for every mode this CPU can run; GPU-only modes are tested on a GPU.
-FRAMEWORK_MODES = _params((f, m) for f in DEFAULT_FRAMEWORKS for m in modes(f) if m not in GPU_ONLY_MODES)
+# (framework, mode) for every mode this device can run.
+FRAMEWORK_MODES = _params((f, m) for f in DEFAULT_FRAMEWORKS for m in modes(f)
+                          if ON_GPU or m not in GPU_ONLY_MODES)
 
 
 @pytest.fixture(scope="session")

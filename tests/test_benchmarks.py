@@ -11,7 +11,7 @@ import pytest
 from harness import data
 from harness.spec import EVAL_BATCH, MODELS, Hyper, model_spec
 from harness.weights import initial_weights
-from tests.conftest import FRAMEWORKS
+from tests.conftest import DEVICE, FRAMEWORKS
 
 pytestmark = pytest.mark.framework
 ROUNDS, WARMUP_ROUNDS = 20, 2  # the warm-up rounds absorb compilation
@@ -23,7 +23,7 @@ STEPS_PER_CALL = 20
 def built(make_impl, framework, model_name, mnist, hyper):
     model = model_spec(model_name)
     impl = make_impl(framework)
-    impl.build(model, hyper, mnist, initial_weights(model, hyper.seed), "cpu", None)
+    impl.build(model, hyper, mnist, initial_weights(model, hyper.seed), DEVICE, None)
     return impl
 
 

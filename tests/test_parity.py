@@ -12,7 +12,7 @@ import pytest
 from harness import data, reference
 from harness.spec import MODELS, HarnessError, Hyper, model_spec
 from harness.weights import initial_weights
-from tests.conftest import FRAMEWORK_MODES, FRAMEWORKS
+from tests.conftest import DEVICE, FRAMEWORK_MODES, FRAMEWORKS, ON_GPU
 
 pytestmark = pytest.mark.framework
 
@@ -34,11 +34,11 @@ def rel_err(got, want) -> float:
     return float(np.max(np.abs(got - want)) / np.max(np.abs(want)))
 
 
-def build(make_impl, framework, model_name, mnist, hyper, mode=None):
+def build(make_impl, framework, model_name, mnist, hyper, mode=None, precision="float32"):
     model = model_spec(model_name)
     weights = initial_weights(model, hyper.seed)
     impl = make_impl(framework)
-    impl.build(model, hyper, mnist, weights, "cpu", mode)
+    impl.build(model, hyper, mnist, weights, DEVICE, mode, precision)
     return impl, model, weights
 
 
@@ -69,7 +69,7 @@ def test_canonical_weights_round_trip_exactly(make_impl, framework, model_name, 
 def test_native_init_has_design_parameter_count(make_impl, framework, model_name, mnist):
     model = model_spec(model_name)
     impl = make_impl(framework)
-    impl.build(model, Hyper(init="native"), mnist, None, "cpu", None)
+    impl.build(model, Hyper(init="native"), mnist, None, DEVICE, None)
     got = impl.get_weights()
     assert {k: v.shape for k, v in got.items()} == model.param_shapes()
     assert sum(v.size for v in got.values()) == MODELS[model_name].params
@@ -107,4 +107,46 @@ def test_first_50_steps_match_reference_losses(make_impl, framework, mode, model
 @pytest.mark.parametrize("framework", FRAMEWORKS)
 def test_unknown_mode_is_refused_listing_the_valid_ones(make_impl, framework, mnist):
     with pytest.raises(HarnessError, match="valid modes: "):
-        make_impl(framework).build(MODELS["logistic"], Hyper(), mnist, None, "cpu", "warp-speed")
+        make_impl(framework).build(MODELS["logistic"], Hyper(), mnist, None, DEVICE, "warp-speed")
+
+
+# ---------------------------------------------------------------- precisions
+# Logits relative error against float64 when the layers compute in a narrower format: above
+# float32's (so the format is really in use) and within the format's rounding. bf16 keeps
+# 8 mantissa bits (2^-8 = 3.9e-3; 4.1e-3 to 4.5e-3 seen on every framework), TF32 10.
+NARROW_FORWARD = {"bf16": (1e-3, 1.5e-2), "tf32": (1e-5, 4e-3)}
+# 50 Adam steps in bf16 against the float64 reference: the mlp drifts most (3.3e-2 seen).
+BF16_TRAJECTORY_RTOL = 6e-2
+NARROW = ["bf16"] + (["tf32"] if ON_GPU else [])
+
+
+@pytest.mark.parametrize("framework,mode", FRAMEWORK_MODES)
+@pytest.mark.parametrize("precision", NARROW)
+@pytest.mark.parametrize("model_name", MODELS)
+def test_narrow_precision_is_used_and_within_its_rounding(make_impl, framework, mode, precision,
+                                                           model_name, mnist):
+    if framework == "keras" and precision == "tf32":
+        pytest.skip("Keras takes TF32 from the environment only (harness.cell.cell_env)")
+    impl, model, weights = build(make_impl, framework, model_name, mnist, RECIPES["adam"], mode, precision)
+    got = impl.logits(mnist.x_test[:256])
+    assert got.dtype == np.float32
+    low, high = NARROW_FORWARD[precision]
+    assert low < rel_err(got, reference.forward(model, weights, mnist.x_test[:256])) < high
+
+
+@pytest.mark.parametrize("framework,mode", FRAMEWORK_MODES)
+@pytest.mark.parametrize("model_name", MODELS)
+def test_bf16_training_follows_the_reference_within_bf16_rounding(make_impl, framework, mode, model_name,
+                                                                  mnist):
+    order, want_losses, _ = reference_run(model_name, "adam")
+    impl, _, _ = build(make_impl, framework, model_name, mnist, RECIPES["adam"], mode, "bf16")
+    losses = np.asarray(impl.train_epoch(order))
+    per_step = np.abs(losses - want_losses) / np.abs(want_losses)
+    assert per_step.max() <= BF16_TRAJECTORY_RTOL, f"worst step {per_step.argmax()}: {per_step.max():.2e}"
+
+
+@pytest.mark.skipif(ON_GPU, reason="tf32 is refused on the CPU only")
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_tf32_is_refused_on_the_cpu_naming_what_runs_there(make_impl, framework, mnist):
+    with pytest.raises(HarnessError, match="GPU tensor-core mode; on the CPU run float32 or bf16"):
+        make_impl(framework).build(MODELS["logistic"], Hyper(), mnist, None, "cpu", None, "tf32")
