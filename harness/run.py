@@ -3,6 +3,7 @@
     python -m harness.run --framework jax --model mlp --epochs 5      one cell
     python -m harness.run                                              the default matrix
     python -m harness.run --framework torch keras --model mlp cnn --batch-size 32 256 --seed 0 1
+    python -m harness.run --plan gpu --out results/gpu-h100          a named set of matrices
 
 A cell is (framework, backend, model, mode, batch size, seed, dataset, precision, device,
 recipe). Each runs in a fresh process so that peak memory and allocator state do not
@@ -29,6 +30,27 @@ from harness.spec import (DEFAULT_FRAMEWORKS, GPU_ONLY_PRECISIONS, MODELS, PRECI
 
 KERAS_BACKENDS = ("tensorflow", "jax", "torch")
 DEVICES = ("cpu", "cuda")
+SWEEP_BATCHES = "32 128 512 2048 8192"
+# Named sets of matrices, run in this order into one --out folder (the first matters most,
+# so that a run cut short keeps it). Each line is a harness.run command line.
+PLANS: dict[str, tuple[str, ...]] = {
+    # Behind results/gpu-h100: every framework's idiomatic mode, then its fast paths, then
+    # TF32 and bf16 for its plain and best modes, then throughput against batch size.
+    # Keras on TensorFlow runs where TensorFlow is installed, and is skipped elsewhere.
+    "gpu": (
+        "--framework torch jax keras --backend jax torch tensorflow --device cuda",
+        "--framework torch --mode compile cudagraph --device cuda",
+        "--framework jax --mode scan --device cuda",
+        "--framework keras --backend jax tensorflow --mode fit-jit --device cuda",
+        "--framework keras --backend torch --mode fit-jit --model mlp --device cuda",
+        "--framework torch --mode eager cudagraph --model mlp cnn --precision tf32 bf16 --device cuda",
+        "--framework jax --mode step scan --model mlp cnn --precision tf32 bf16 --device cuda",
+        "--framework keras --backend jax --mode fit-jit --model mlp cnn --precision tf32 bf16 --device cuda",
+        f"--framework torch --mode eager cudagraph --model mlp --batch-size {SWEEP_BATCHES} --device cuda",
+        f"--framework jax --mode step scan --model mlp --batch-size {SWEEP_BATCHES} --device cuda",
+        f"--framework keras --backend jax --mode fit-jit --model mlp --batch-size {SWEEP_BATCHES} --device cuda",
+    ),
+}
 # Python packages a framework's cells need; a framework missing here is skipped.
 REQUIRES = {"torch": ("torch",), "jax": ("jax", "flax", "optax"), "keras": ("keras",), "numpy": ()}
 
@@ -80,6 +102,17 @@ def expand(args) -> list[Cell]:
         for mode, backend in itertools.product(chosen, args.backend if fw == "keras" else [None]):
             cells.append(Cell(fw, backend, model, mode, ds, hyper, prec, dev, args.threads, args.recipe))
     return cells
+
+
+def plan_cells(name: str, threads: int) -> list[Cell]:
+    """The cells of a named plan, in its order, each once."""
+    if name not in PLANS:
+        raise HarnessError(f"unknown plan {name!r}; valid plans: {', '.join(PLANS)}")
+    cells: dict[str, Cell] = {}
+    for line in PLANS[name]:
+        for cell in expand(parser().parse_args(line.split() + ["--threads", str(threads)])):
+            cells.setdefault(cell.id, cell)
+    return list(cells.values())
 
 
 def run_matrix(cells: list[Cell], out_dir: Path, force: bool, quiet: bool) -> dict[str, int]:
@@ -157,6 +190,8 @@ def parser() -> argparse.ArgumentParser:
                    help=f"Keras backends, of {', '.join(KERAS_BACKENDS)}")
     p.add_argument("--dataset", nargs="+", default=["mnist"])
     p.add_argument("--recipe", help="a seed's recipe from harness/recipes.py (sets data, models, optimizer)")
+    p.add_argument("--plan", help=f"a named set of matrices ({', '.join(PLANS)}; see PLANS in harness/run.py), "
+                                  "in place of the axis options")
     p.add_argument("--batch-size", nargs="+", type=int, help=f"default {d.batch_size}, or the recipe's")
     p.add_argument("--seed", nargs="+", type=int, default=[d.seed])
     p.add_argument("--precision", nargs="+", default=["float32"], help=f"of {', '.join(PRECISIONS)}")
@@ -179,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.cell:
         return child_main(args.cell, args.cell_out)
-    cells = expand(args)
+    cells = plan_cells(args.plan, args.threads) if args.plan else expand(args)
     start = time.perf_counter()
     counts = run_matrix(cells, args.out, args.force, args.quiet)
     summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
