@@ -57,20 +57,23 @@ def latency_ms(predict: Callable[[np.ndarray], Any], x: np.ndarray, calls: int) 
 
 
 class GpuTimer:
-    """Kernel time on the device inside the timed epochs, by CUPTI's activity API.
+    """Kernel time on the device during one profiled epoch, by CUPTI's activity API.
 
     One method for every framework: CUPTI sees the kernels of torch, XLA and TensorFlow
     alike, in-process. Busy time is the union of kernel intervals (overlaps counted once)
-    that fall inside the timed window. Energy comes from NVML's total-energy counter.
-    On a machine without them each says why it is not available.
+    inside the profiled window. Tracing adds host work to every launch, so it is on only
+    between start() and stop(), for an epoch the steady timings leave out. Energy comes from
+    NVML's total-energy counter, which costs nothing to read. On a machine without them
+    each says why it is not available.
     """
 
     def __init__(self, device: str):
         self.records: list[tuple[int, int]] = []
         self.reason = None
         self.nvml = None
+        self.nvml_reason = None
         if device == "cpu":
-            self.reason = "no GPU: the cell ran on the CPU"
+            self.reason = self.nvml_reason = "no GPU: the cell ran on the CPU"
             return
         try:
             from cupti import cupti  # cupti-python, the `gpu` extra
@@ -82,7 +85,6 @@ class GpuTimer:
                 self.records.extend((a.start, a.end) for a in activities)
 
             cupti.activity_register_callbacks(requested, completed)
-            cupti.activity_enable(cupti.ActivityKind.CONCURRENT_KERNEL)
             self.cupti = cupti
         except Exception as exc:  # missing package, no driver, CUPTI refused
             self.reason = f"CUPTI unavailable: {type(exc).__name__}: {exc}"
@@ -104,11 +106,23 @@ class GpuTimer:
             self.nvml, self.nvml_reason = None, f"NVML energy: {exc}"
             return None
 
-    def busy_seconds(self, start_ns: int, end_ns: int) -> float | None:
-        """Union of kernel intervals within [start_ns, end_ns] (CUPTI's clock), in seconds."""
-        if self.reason:
+    def start(self) -> int | None:
+        """Start tracing kernels; returns CUPTI's timestamp (ns), or None if CUPTI refused."""
+        self.records.clear()
+        try:
+            self.cupti.activity_enable(self.cupti.ActivityKind.CONCURRENT_KERNEL)
+            return int(self.cupti.get_timestamp())
+        except Exception as exc:
+            self.reason = f"CUPTI refused tracing: {type(exc).__name__}: {exc}"
             return None
+
+    def stop(self, start_ns: int | None) -> float | None:
+        """Stop tracing; the seconds some kernel was running since start_ns."""
+        if start_ns is None:
+            return None
+        end_ns = int(self.cupti.get_timestamp())
         self.cupti.activity_flush_all(1)
+        self.cupti.activity_disable(self.cupti.ActivityKind.CONCURRENT_KERNEL)
         spans = sorted((max(s, start_ns), min(e, end_ns)) for s, e in self.records
                        if e > start_ns and s < end_ns)
         self.records.clear()
@@ -122,6 +136,3 @@ class GpuTimer:
         if cur_e is not None:
             busy += cur_e - cur_s
         return busy / 1e9
-
-    def timestamp_ns(self) -> int:
-        return int(self.cupti.get_timestamp()) if not self.reason else 0

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from harness.cell import steady_epochs as cell_steady_epochs
 from harness.recipes import RECIPES
 from harness.results import RESULTS_DIR, SCHEMA, SCHEMA_VERSION, STATUSES
 from harness.spec import HarnessError, cli_main
@@ -176,7 +177,7 @@ def steady_epochs(ok: list[dict]) -> tuple[list[float], list[float]]:
     """Every steady epoch of every seed: its seconds and its training samples/s."""
     times, rates = [], []
     for r in ok:
-        t = np.asarray(r["curves"]["epoch_s"][1:], np.float64)
+        t = np.asarray(cell_steady_epochs(r["curves"]), np.float64)
         if t.size:  # the runner counts steps*batch samples an epoch: the fastest epoch gave the max rate
             times += list(t)
             rates += list(r["train_samples_per_s_max"] * r["epoch_s_min"] / t)

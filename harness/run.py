@@ -50,6 +50,19 @@ PLANS: dict[str, tuple[str, ...]] = {
         f"--framework jax --mode step scan --model mlp --batch-size {SWEEP_BATCHES} --device cuda",
         f"--framework keras --backend jax --mode fit-jit --model mlp --batch-size {SWEEP_BATCHES} --device cuda",
     ),
+    # What fits in ten minutes of a GPU (about 40 s a cell, most of it start-up): the mlp,
+    # whose targets the suite was set, in every Keras-on-jax, torch and jax mode, then the
+    # fastest modes on the other models and in TF32 and bf16.
+    "gpu-quick": (
+        "--framework torch --mode cudagraph compile --model mlp --device cuda",
+        "--framework jax --mode scan --model mlp --device cuda",
+        "--framework keras --backend jax --mode fit-jit --model mlp --device cuda",
+        "--framework torch jax keras --backend jax --model mlp --device cuda",
+        "--framework torch --mode cudagraph --model logistic cnn --device cuda",
+        "--framework jax --mode scan --model logistic cnn --device cuda",
+        "--framework torch --mode cudagraph --model mlp --precision bf16 tf32 --device cuda",
+        "--framework jax --mode scan --model mlp --precision bf16 tf32 --device cuda",
+    ),
 }
 # Python packages a framework's cells need; a framework missing here is skipped.
 REQUIRES = {"torch": ("torch",), "jax": ("jax", "flax", "optax"), "keras": ("keras",), "numpy": ()}

@@ -21,6 +21,7 @@ FORWARD_RTOL = 1e-5
 # 50 float32 steps against the float64 reference, per-step loss relative error.
 TRAJECTORY_RTOL = 1e-4
 TRAJECTORY_STEPS = 50
+WEIGHTS_RTOL = 1.5e-3  # the final weights after those steps, max |a - b| / max |b|
 SEED = 0
 RECIPES = {
     "adam": Hyper(optimizer="adam", lr=1e-3, batch_size=32, seed=SEED),
@@ -97,11 +98,12 @@ def test_first_50_steps_match_reference_losses(make_impl, framework, mode, model
     assert per_step.max() <= TRAJECTORY_RTOL, f"worst step {per_step.argmax()}: {per_step.max():.2e}"
     # The losses moved (a frozen model would match step 0 only) and weights followed them.
     assert want_losses[-1] < want_losses[0]
-    # Final weights too: an Adam eps off by 10x moves logistic and CNN weights by 2e-3 to
-    # 5e-3 while their 50 losses stay within 1e-4 (checked by hand on torch and jax).
+    # Final weights too: an Adam eps off by 10x moves logistic and CNN weights by 2.2e-3 to
+    # 5e-3 while their 50 losses stay within 1e-4 (checked by hand on torch and jax). On an
+    # H100, cuDNN's convolution algorithms left Keras-on-jax's CNN conv1 1.08e-3 off.
     got = impl.get_weights()
     for name, want in want_weights.items():
-        assert rel_err(got[name], want) <= 1e-3, name
+        assert rel_err(got[name], want) <= WEIGHTS_RTOL, name
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
