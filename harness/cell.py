@@ -236,7 +236,10 @@ def train(impl, ds, h: Hyper, gpu, say) -> tuple[dict[str, list], str, str, list
         curves["epoch_s"].append(epoch_s)
         curves["train_loss"].append(float(losses.mean()) if finite else None)
         curves["gpu_busy_s"].append(busy)
-        curves["energy_j"].append(None if energy0 is None or energy1 is None else (energy1 - energy0) / 1e3)
+        # NVML's counter moves in steps (~0.1 s apart): an epoch inside one step reads 0 J,
+        # which is no measurement, so it is left out rather than averaged in
+        curves["energy_j"].append(None if energy0 is None or energy1 is None or energy1 == energy0
+                                  else (energy1 - energy0) / 1e3)
         if not finite:
             bad = int(np.flatnonzero(~np.isfinite(losses))[0])
             message = f"loss became {losses[bad]} at epoch {epoch + 1}, step {bad + 1}"
@@ -277,7 +280,8 @@ def device_metrics(cell: Cell, impl, gpu, curves: dict, steady: list[float]) -> 
         # the traced epoch's own wall time: against epoch_s it shows what tracing costs
         "profiled_epoch_s": curves["epoch_s"][profiled - 1] if profiled and len(curves["epoch_s"]) >= profiled
         else na(no_busy),
-        "energy_j_per_epoch": measure.spread(energy) or na(gpu.nvml_reason or "NVML gave no energy reading"),
+        "energy_j_per_epoch": measure.spread(energy) or na(
+            gpu.nvml_reason or "every steady epoch ended before NVML's energy counter moved"),
         "peak_device_mb": device_mb if device_mb is not None else na(
             "CPU cell: no device allocator" if cell.device == "cpu" else "framework reported none"),
     }
