@@ -86,16 +86,31 @@ def finished(path: Path) -> bool:
         return False
 
 
+CODE_PATHS = ("harness", "impls", "pyproject.toml", "tox.ini")
+
+
 def git_info() -> tuple[str, bool]:
     root = RESULTS_DIR.parent
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                                 text=True, timeout=10).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        # the code's files only: rewriting results/ while a matrix runs is not a dirty tree
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS],
                                     cwd=root, capture_output=True, text=True, timeout=10).stdout.strip())
     except (OSError, subprocess.SubprocessError):
         return "unknown", False
     return commit or "unknown", dirty
+
+
+def source_digest() -> str:
+    """SHA-256 over the harness's and impls' Python sources: which code ran, even where the
+    commit cannot tell (a dirty tree, or a copy whose .git is not the code's)."""
+    import hashlib
+
+    root, h = RESULTS_DIR.parent, hashlib.sha256()
+    for path in sorted([*root.glob("harness/*.py"), *root.glob("impls/*.py")]):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
 
 
 def cpu_name() -> str:
@@ -116,4 +131,5 @@ def machine_env() -> dict[str, Any]:
     return {"python": platform.python_version(), "numpy": numpy.__version__,
             "cpu": cpu_name(), "cpu_count": os.cpu_count(), "hostname": socket.gethostname(),
             "platform": platform.platform(), "commit": commit, "dirty": dirty,
+            "source_sha256": source_digest(),
             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
