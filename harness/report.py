@@ -32,6 +32,7 @@ SLOWDOWN_THRESHOLD = 0.10
 # ... or when its mean test accuracy is this much lower (absolute): seeds alone move MNIST
 # accuracy by a few tenths of a point, a whole point is a change in what was learned.
 ACCURACY_DROP_THRESHOLD = 0.01
+FAIRNESS_LIST = 6  # a setting's value names at most this many rows, else counts them
 TABLE_KEY = ["table", "model"]  # one table per data (subset, recipe) and model: see data_label
 NAMED = ["framework", "backend", "mode"]  # always in a row's label
 # Cell fields that are not settings: seeds are pooled; hyper_batch_size/epochs repeat batch_size/epochs.
@@ -269,12 +270,16 @@ def fairness(cells: pd.DataFrame) -> list[str]:
     cells = measured if len(measured) else cells
     settings = [c for c in config_columns(cells) + [c for c in cells if c.startswith("env_settings_")]
                 if c not in TABLE_KEY + ["framework", "mode"]]
+    def rows(labels) -> str:  # a long list of rows is a count: the table above has them
+        labels = sorted(set(labels))
+        return ", ".join(labels) if len(labels) <= FAIRNESS_LIST else f"{len(labels)} rows"
+
     lines = []
     for c in settings:
         values = cells[c].map(show)
         if values.nunique() > 1:
             lines.append(f"{c} differs: " + "; ".join(
-                f"{v} ({', '.join(sorted(set(cells['label'][values == v])))})" for v in values.unique()))
+                f"{v} ({rows(cells['label'][values == v])})" for v in values.unique()))
     return lines or [f"All {len(settings)} settings are equal across these cells, among them: "
                      + ", ".join(f"{c} {show(cells[c].iloc[0])}" for c in HEADLINE_SETTINGS if c in cells)]
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -46,6 +47,8 @@ def test_result_file_follows_the_schema_and_records_where_it_ran(tmp_path):
     # on a CPU the GPU metrics say why they are missing, never zero
     assert m["gpu_busy_s"] == {"available": False, "reason": "no GPU: the cell ran on the CPU"}
     assert result["env"]["commit"] != "" and result["env"]["settings"]["threads"] >= 1
+    assert re.fullmatch("[0-9a-f]{64}", result["env"]["source_sha256"])
+    assert m["profiled_epoch_s"] == m["gpu_busy_s"]  # no traced epoch on a CPU, for the same reason
 
 
 def test_diverging_cell_is_recorded_and_the_matrix_goes_on(tmp_path):
@@ -81,6 +84,9 @@ def test_rerun_skips_finished_cells_unless_forced(tmp_path):
     ("--model", "resnet", "valid models: logistic, mlp, cnn"),
     ("--mode", "turbo", "valid modes:"),
     ("--dataset", "cifar", "valid datasets: mnist, fashion, tiny5x5"),
+    ("--precision", "fp8", "valid precisions: float32, tf32, bf16"),
+    ("--precision", "tf32", "GPU tensor-core mode; on the CPU run float32 or bf16"),
+    ("--plan", "everything", "valid plans: gpu, gpu-quick"),
 ])
 def test_unknown_names_give_one_line_listing_the_valid_ones(tmp_path, flag, bad, valid):
     proc = run(flag, bad, out=tmp_path, env={"FWCOMPARE_IMPLS": ""})
