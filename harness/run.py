@@ -34,8 +34,8 @@ SWEEP_BATCHES = "32 128 512 2048 8192"
 # Named sets of matrices, run in this order into one --out folder (the first matters most,
 # so that a run cut short keeps it). Each line is a harness.run command line.
 PLANS: dict[str, tuple[str, ...]] = {
-    # Behind results/gpu-h100: every framework's idiomatic mode, then its fast paths, then
-    # TF32 and bf16 for its plain and best modes, then throughput against batch size.
+    # The GPU run issue 7 asks for: every framework's idiomatic mode, then its fast paths,
+    # then TF32 and bf16 for its plain and best modes, then throughput against batch size.
     # Keras on TensorFlow runs where TensorFlow is installed, and is skipped elsewhere.
     "gpu": (
         "--framework torch jax keras --backend jax torch tensorflow --device cuda",
@@ -50,7 +50,8 @@ PLANS: dict[str, tuple[str, ...]] = {
         f"--framework jax --mode step scan --model mlp --batch-size {SWEEP_BATCHES} --device cuda",
         f"--framework keras --backend jax --mode fit-jit --model mlp --batch-size {SWEEP_BATCHES} --device cuda",
     ),
-    # What fits in ten minutes of a GPU (about 40 s a cell, most of it start-up): the mlp,
+    # Behind results/gpu-h100; what fits in ten minutes of an H100 (15 cells took 344 s,
+    # most of it process start-up and compilation): the mlp,
     # whose targets the suite was set, in every Keras-on-jax, torch and jax mode, then the
     # fastest modes on the other models and in TF32 and bf16.
     "gpu-quick": (

@@ -161,11 +161,11 @@ class KerasImpl:
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         self.step_losses = StepLosses(loss, capacity=len(data.x_train) // hyper.batch_size)
         if self.mode == "fit":  # compile's defaults
-            jit, self.steps_per_execution = "auto", 1
+            jit, steps_per_execution = "auto", 1
         else:
-            jit, self.steps_per_execution = True, STEPS_PER_EXECUTION[keras.backend.backend()]
+            jit, steps_per_execution = True, STEPS_PER_EXECUTION[keras.backend.backend()]
         self.model.compile(optimizer=TorchFormOptimizer(hyper), loss=loss, metrics=[self.step_losses],
-                           jit_compile=jit, steps_per_execution=self.steps_per_execution)
+                           jit_compile=jit, steps_per_execution=steps_per_execution)
         # The data stay the harness's numpy arrays, and each epoch fits on a host gather
         # of them: Keras's own input pipeline copies batches to the device (tf.data prefetch
         # on TensorFlow, per batch on jax and torch), as every fit on numpy does. Device
@@ -191,7 +191,7 @@ class KerasImpl:
         return ops.convert_to_numpy(self.step_losses.losses)[:count]
 
     def sync(self) -> None:
-        """Wait for the last update: fit has already read the step losses back to the host."""
+        """Wait for the last update: train_epoch has already read the step losses back to the host."""
         # Reading the last-updated variable makes that a guarantee on every backend rather
         # than a detail of Keras's dispatch, at the cost of a few bytes copied.
         ops.convert_to_numpy(self.model.trainable_variables[-1])
@@ -200,7 +200,7 @@ class KerasImpl:
         """What the harness records beside its own settings."""
         out: dict[str, object] = {"keras_backend": keras.backend.backend(),
                                   "jit_compile": self.model.jit_compile,
-                                  "steps_per_execution": self.steps_per_execution,
+                                  "steps_per_execution": self.model.steps_per_execution,
                                   "dtype_policy": keras.config.dtype_policy().name}
         if self.device != "cpu":
             # Keras has no backend-neutral TF32 switch: the cell's environment decides

@@ -111,7 +111,8 @@ class TorchImpl:
         params = self.model.parameters()
         # fused: one kernel (one loop on the CPU) updates every parameter. torch's default
         # takes a per-tensor path on the CPU, which took 2.5 of the mlp's 4.2 ms a step on
-        # 2 cores (fused: 0.4). Dynamo traces the foreach path instead, so compile keeps it.
+        # 2 cores when timed apart (fused: 0.4). Dynamo traces the foreach path instead, so
+        # compile keeps that.
         fused = self.mode != "compile"
         if hyper.optimizer == "adam":
             # capturable keeps the step count on the GPU: graph replays advance it, and compiled
@@ -244,16 +245,16 @@ class TorchImpl:
     def settings(self) -> dict:
         """What a mode changes beyond its name, recorded beside its numbers."""
         out = {}
-        if self.mode == "compile" and isinstance(self.optimizer, torch.optim.Adam):
-            out["adam_step_count"] = "float64 tensor (bias corrections as exact as eager's)"
-        if self.mode != "compile":
-            out["optimizer_impl"] = "fused (one kernel for all parameters)"
-        if self.mode == "cudagraph":
-            out["cuda_graph"] = f"{GRAPH_STEPS} training steps per graph replay, optimizer included"
         if self.mode == "compile":
             # the harness gives each cell a fresh TORCHINDUCTOR_CACHE_DIR (recorded in
             # compile_cache): a warm cache would halve the first epoch's compile time
             out["torch_compile"] = "inductor, mode default, dynamic=False"
+            if isinstance(self.optimizer, torch.optim.Adam):
+                out["adam_step_count"] = "float64 tensor (bias corrections as exact as eager's)"
+        else:
+            out["optimizer_impl"] = "fused (one kernel for all parameters)"
+        if self.mode == "cudagraph":
+            out["cuda_graph"] = f"{GRAPH_STEPS} training steps per graph replay, optimizer included"
         return out
 
     # ------------------------------------------------------------ evaluation and weights
