@@ -194,7 +194,13 @@ def summarise(cells: pd.DataFrame) -> pd.DataFrame:
         ok = g[g["status"] == "ok"].to_dict("records")
         times, rates = steady_epochs(ok)
         q = np.percentile(rates, [0, 25, 50, 75, 100]) if rates else [np.nan] * 5
-        acc = [r["test_accuracy"] for r in ok if not missing(r["test_accuracy"])]
+        # Accuracy is a sample over seeds: a seed run twice (say, in two result folders) is
+        # one seed, at its runs' mean; its timings all count, each run being a new process.
+        by_seed: dict = {}
+        for r in ok:
+            if not missing(r["test_accuracy"]):
+                by_seed.setdefault(r["seed"], []).append(r["test_accuracy"])
+        acc = [float(np.mean(v)) for v in by_seed.values()]
         counts = g["status"].value_counts().reindex(STATUSES).dropna().astype(int)
         rss = [r["peak_rss_mb"] for r in ok if not missing(r["peak_rss_mb"])]  # a peak: report the largest seed's
         rows.append({

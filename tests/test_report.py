@@ -129,6 +129,26 @@ def test_malformed_files_are_named_on_stderr_and_skipped(full):
     assert f"{len(CELLS)} cells and 2 pytest-benchmark rows" in text
 
 
+def test_a_seed_run_twice_is_one_seed_for_accuracy_and_two_runs_for_timing(tmp_path):
+    """A second folder rerunning torch's seed 0 (0.88, 3.0 s epochs): accuracy over 2 seeds, epochs over 3 runs."""
+    shutil.copytree(FIXTURES / "mnist", tmp_path / "a")
+    doc = json.loads((FIXTURES / "mnist" / "torch-cpu-s0.json").read_text())
+    doc["metrics"]["test_accuracy"] = 0.88
+    doc["curves"]["epoch_s"] = [3.0] * len(doc["curves"]["epoch_s"])
+    doc["metrics"]["train_samples_per_s"] = spread([20_000.0] * (len(doc["curves"]["epoch_s"]) - 1))
+    doc["metrics"]["epoch_s"] = spread([3.0] * (len(doc["curves"]["epoch_s"]) - 1))
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "torch-cpu-s0.json").write_text(json.dumps(doc))
+    summary = report.summarise(report.read_results([tmp_path])).set_index("label")
+    torch = summary.loc["torch eager device=cpu"]
+    # seed 0: mean of 0.90 and 0.88 = 0.89; seed 1: 0.92
+    assert torch["acc_values"] == pytest.approx([0.89, 0.92])
+    assert torch["acc_sd"] == pytest.approx(np.std([0.89, 0.92], ddof=1))
+    before = report.summarise(report.read_results([FIXTURES / "mnist"])).set_index("label")
+    assert torch["sps_min"] == pytest.approx(20_000)  # the rerun's 3 s epochs are in the pool
+    assert before.loc["torch eager device=cpu", "sps_min"] == pytest.approx(40_000)
+
+
 def test_unknown_extra_fields_are_tolerated(tmp_path):
     doc = json.loads((FIXTURES / "mnist" / "jax-s0.json").read_text())
     doc["new_section"] = {"anything": [1, 2]}
