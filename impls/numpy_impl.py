@@ -9,20 +9,20 @@ from __future__ import annotations
 import numpy as np
 
 from harness import reference
-from harness.spec import EVAL_BATCH, HarnessError, check_mode
-from harness.weights import initial_weights
+from harness.spec import EVAL_BATCH, HarnessError, ImplBase
+from harness.protocol import initial_weights
 
 
-class NumpyImpl:
+class NumpyImpl(ImplBase):
     framework = "numpy"
 
-    def build(self, model, hyper, data, weights, device, mode, precision="float32"):
+    def build(self, model, hyper, data, weights, device, mode, precision="float32", profile="equal"):
+        self.configure(mode, precision, device, profile)
         if device != "cpu":
             raise HarnessError("the numpy reference runs on the CPU only; use --device cpu")
         if precision != "float32":
             raise HarnessError(f"the numpy reference computes in float64 whatever the precision; "
                                f"run it with --precision float32, not {precision}")
-        check_mode(self.framework, mode)
         # native init: numpy has no framework default, so it is the canonical scheme
         weights = weights if weights is not None else initial_weights(model, hyper.seed)
         self.model, self.x, self.y = model, data.x_train, data.y_train

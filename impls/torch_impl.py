@@ -9,10 +9,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from harness.spec import (EVAL_BATCH, GPU_ONLY_MODES, Conv, Dense, Flatten, HarnessError, MaxPool, ModelSpec,
-                          check_mode, check_precision, modes)
+from harness.spec import EVAL_BATCH, Conv, Dense, Flatten, HarnessError, ImplBase, MaxPool, ModelSpec
 
-DEVICES = ("cpu", "cuda", "gpu")  # "gpu" is the harness's framework-neutral name for cuda
 # Mode cudagraph: training steps per CUDA graph. One replay launches them all, so the host
 # sends one copy, one replay and one loss copy per GRAPH_STEPS steps instead of per step.
 GRAPH_STEPS = 16
@@ -87,19 +85,14 @@ def adam_state_with_float64_steps(optimizer: torch.optim.Adam) -> None:
 
 
 # ---------------------------------------------------------------- the Impl
-class TorchImpl:
+class TorchImpl(ImplBase):
     """The harness's Impl for PyTorch: steps over device-resident data, eager, compiled or graphed."""
     framework = "torch"
 
-    def build(self, model, hyper, data, weights, device, mode, precision="float32") -> None:
+    def build(self, model, hyper, data, weights, device, mode, precision="float32", profile="equal") -> None:
         """Model, optimizer and the training set on the device, uploaded once."""
-        self.mode = check_mode(self.framework, mode)
-        self.precision = check_precision(precision, device)
+        self.configure(mode, precision, device, profile)
         self.device = self._device(device)
-        if self.mode in GPU_ONLY_MODES and self.device.type != "cuda":
-            cpu_modes = [m for m in modes(self.framework) if m not in GPU_ONLY_MODES]
-            raise HarnessError(f"torch mode {self.mode!r} needs a CUDA GPU (--device gpu); "
-                               f"on the CPU run mode {' or '.join(cpu_modes)}")
         self.spec = model
         self.flat = (first_dense_after_flatten(model), model.flatten_input_shape())
         torch.manual_seed(hyper.seed)  # native init draws from torch's generator
@@ -138,8 +131,6 @@ class TorchImpl:
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}  # mode cudagraph: steps -> graph
 
     def _device(self, device: str) -> torch.device:
-        if device not in DEVICES:
-            raise HarnessError(f"unknown device {device!r}; valid devices: {', '.join(DEVICES)}")
         if device == "cpu":
             return torch.device("cpu")
         if not torch.cuda.is_available():

@@ -7,15 +7,12 @@ import os
 import pytest
 
 from harness import data
-from harness.spec import DEFAULT_FRAMEWORKS, GPU_ONLY_MODES, load_impl, modes
+from harness.spec import default_frameworks, framework, load_impl
 
-# The Python package each framework needs; tests of a framework not installed are skipped,
-# so each tox env runs the tests of its own framework.
-FRAMEWORK_PACKAGES = {"torch": "torch", "keras": "keras", "jax": "flax"}
-
-
-def installed(framework: str) -> bool:
-    return importlib.util.find_spec(FRAMEWORK_PACKAGES[framework]) is not None
+def installed(name: str) -> bool:
+    """Whether a framework's packages are here: tests of one not installed are skipped, so each
+    tox env runs the tests of its own framework."""
+    return all(importlib.util.find_spec(p) is not None for p in framework(name).packages)
 
 
 def _params(pairs):
@@ -30,10 +27,10 @@ def _params(pairs):
 DEVICE = os.environ.get("FWCOMPARE_TEST_DEVICE", "cpu")
 ON_GPU = DEVICE != "cpu"
 
-FRAMEWORKS = _params((f,) for f in DEFAULT_FRAMEWORKS)
+FRAMEWORKS = _params((f,) for f in default_frameworks())
 # (framework, mode) for every mode this device can run.
-FRAMEWORK_MODES = _params((f, m) for f in DEFAULT_FRAMEWORKS for m in modes(f)
-                          if ON_GPU or m not in GPU_ONLY_MODES)
+FRAMEWORK_MODES = _params((f, m) for f in default_frameworks() for m in framework(f).modes
+                          if ON_GPU or m not in framework(f).gpu_only_modes)
 
 
 @pytest.fixture(scope="session")

@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness import data
+from harness import data, protocol
+from harness.protocol import initial_weights
 from harness.spec import EVAL_BATCH, MODELS, Hyper, model_spec
-from harness.weights import initial_weights
 from tests.conftest import DEVICE, FRAMEWORKS
 
 pytestmark = pytest.mark.framework
@@ -32,7 +32,7 @@ def built(make_impl, framework, model_name, mnist, hyper):
 def test_train_step(benchmark, make_impl, framework, model_name, mnist):
     hyper = Hyper()
     impl = built(make_impl, framework, model_name, mnist, hyper)
-    order = data.batch_order(len(mnist.x_train), hyper.batch_size, hyper.seed, 0)
+    order = protocol.batch_order(len(mnist.x_train), hyper.batch_size, hyper.seed, 0)
     starts = iter(range(0, len(order), STEPS_PER_CALL))
     losses = []
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import data
+from harness import data, protocol
 from harness.spec import DataSpec
 
 MNIST_TRAIN = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -60,11 +60,11 @@ def test_subsets_follow_the_seeds(mnist):
 
 
 def test_batch_orders_are_seeded_permutations_with_the_last_partial_batch_dropped():
-    a = data.batch_order(1000, 32, seed=1, epoch=0)
+    a = protocol.batch_order(1000, 32, seed=1, epoch=0)
     assert a.shape == (31, 32) and len(set(a.ravel().tolist())) == 31 * 32
-    np.testing.assert_array_equal(a, data.batch_order(1000, 32, seed=1, epoch=0))
-    assert not np.array_equal(a, data.batch_order(1000, 32, seed=2, epoch=0))
-    assert not np.array_equal(a, data.batch_order(1000, 32, seed=1, epoch=1))
+    np.testing.assert_array_equal(a, protocol.batch_order(1000, 32, seed=1, epoch=0))
+    assert not np.array_equal(a, protocol.batch_order(1000, 32, seed=2, epoch=0))
+    assert not np.array_equal(a, protocol.batch_order(1000, 32, seed=1, epoch=1))
 
 
 # ---------------------------------------------------------------- the checksummed cache
@@ -154,7 +154,7 @@ def test_bad_input_gives_one_line_error_naming_the_fix(tmp_path, case):
 
 
 def test_info_runs_without_any_framework_imported():
-    code = ("import sys, harness.data, harness.spec, harness.weights, harness.reference; "
+    code = ("import sys, harness.data, harness.spec, harness.protocol, harness.reference; "
             "print(sorted({'torch', 'jax', 'keras', 'tensorflow', 'flax'} & set(sys.modules)))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, text=True, capture_output=True)
     assert proc.stdout.strip() == "[]", proc.stderr

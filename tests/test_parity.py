@@ -9,9 +9,9 @@ import functools
 import numpy as np
 import pytest
 
-from harness import data, reference
+from harness import data, protocol, reference
+from harness.protocol import initial_weights
 from harness.spec import MODELS, HarnessError, Hyper, model_spec
-from harness.weights import initial_weights
 from tests.conftest import DEVICE, FRAMEWORK_MODES, FRAMEWORKS, ON_GPU
 
 pytestmark = pytest.mark.framework
@@ -49,7 +49,7 @@ def reference_run(model_name: str, optimizer: str):
     mnist = data.load("mnist")
     hyper = RECIPES[optimizer]
     model = model_spec(model_name)
-    order = data.batch_order(len(mnist.x_train), hyper.batch_size, hyper.seed, 0)[:TRAJECTORY_STEPS]
+    order = protocol.batch_order(len(mnist.x_train), hyper.batch_size, hyper.seed, 0)[:TRAJECTORY_STEPS]
     losses, final = reference.trajectory(model, hyper, initial_weights(model, hyper.seed),
                                          mnist.x_train, mnist.y_train, order)
     return order, losses, final

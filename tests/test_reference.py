@@ -6,7 +6,7 @@ import pytest
 
 from harness import data, reference
 from harness.spec import MODELS, model_spec
-from harness.weights import check_weights, initial_weights
+from harness.protocol import check_weights, initial_weights
 
 
 def test_parameter_counts_are_designs():

@@ -163,28 +163,28 @@ class FakeGpu:
 
 
 def test_a_gpu_cell_traces_only_its_last_epoch_and_times_without_it():
-    from harness import cell, data
+    from harness import cell, child, data
+    from harness.protocol import initial_weights, steady_epochs
     from harness.spec import Hyper, load_impl, model_spec
-    from harness.weights import initial_weights
 
     ds = data.load("tiny5x5")
     model, hyper = model_spec("toy25", ds.input_shape, ds.num_classes), Hyper(optimizer="sgd", batch_size=1, epochs=4)
     impl = load_impl("numpy")
     impl.build(model, hyper, ds, initial_weights(model, 0), "cpu", None)
     gpu = FakeGpu(busy_s=0.001, energy_step_mj=5.0)
-    curves, status, _, _ = cell.train(impl, ds, hyper, gpu, say=lambda _: None)
+    curves, status, _, _ = child.train(impl, ds, hyper, gpu, say=lambda _: None)
     assert status == "ok" and curves["profiled_epoch"] == 4 and len(gpu.started) == 1
     assert curves["gpu_busy_s"] == [None, None, None, 0.001]
-    steady = cell.steady_epochs(curves)
+    steady = steady_epochs(curves)
     assert steady == curves["epoch_s"][1:3]  # epochs 2 and 3: not the first, not the traced one
     c = cell.Cell("numpy", None, "toy25", "reference", data.DataSpec("tiny5x5"), hyper, device="cuda")
-    m = cell.device_metrics(c, impl, gpu, curves, steady)
+    m = child.device_metrics(c, impl, gpu, curves, steady)
     assert m["profiled_epoch_s"] == curves["epoch_s"][3]
     assert m["gpu_utilization"] == pytest.approx(0.001 / float(np.median(steady)))
     assert m["energy_j_per_epoch"]["n"] == 2  # untraced steady epochs only
 
     still = FakeGpu(busy_s=0.001, energy_step_mj=0.0)  # NVML's counter did not move: no reading
     impl.build(model, hyper, ds, initial_weights(model, 0), "cpu", None)
-    curves, _, _, _ = cell.train(impl, ds, hyper, still, say=lambda _: None)
-    m = cell.device_metrics(c, impl, still, curves, cell.steady_epochs(curves))
+    curves, _, _, _ = child.train(impl, ds, hyper, still, say=lambda _: None)
+    m = child.device_metrics(c, impl, still, curves, steady_epochs(curves))
     assert m["energy_j_per_epoch"]["available"] is False and "energy counter" in m["energy_j_per_epoch"]["reason"]

@@ -1,0 +1,56 @@
+"""A cell of the matrix: what one process trains and measures, and its result file's name.
+
+A cell is (framework, Keras backend, model, mode, profile, batch size, seed, dataset and its
+SHA-256, precision, device, threads, recipe). The runner (harness.run) makes them; the parent
+side (harness.launch) starts one process per cell; that process (harness.child) trains it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Any
+
+from harness.spec import DataSpec, Hyper
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    framework: str
+    backend: str | None  # Keras's backend; None for torch and jax
+    model: str
+    mode: str
+    data: DataSpec
+    hyper: Hyper
+    precision: str = "float32"
+    device: str = "cpu"
+    threads: int = 0  # 0: every core
+    recipe: str | None = None  # the seed recipe this cell belongs to (harness/recipes.py)
+    profile: str = "equal"  # equal (same weights, order and maths) or native (the users' code)
+    data_sha256: str = ""  # SHA-256 of the dataset's arrays (harness.data.Raw.sha256)
+
+    @property
+    def id(self) -> str:
+        """Readable name plus a hash of everything, so no two different cells share a file."""
+        digest = hashlib.sha1(json.dumps(self.asdict(), sort_keys=True).encode()).hexdigest()[:8]
+        fw = f"{self.framework}-{self.backend}" if self.backend else self.framework
+        h = self.hyper
+        prefix = f"{self.recipe}-" if self.recipe else ""
+        return (f"{prefix}{self.data.name}-{self.model}-{fw}-{self.mode}-{self.profile}-b{h.batch_size}"
+                f"-{h.optimizer}-e{h.epochs}-s{h.seed}-{self.precision}-{self.device}"
+                f"-d{self.data_sha256[:8]}-{digest}")
+
+    @property
+    def label(self) -> str:
+        """The id without its digest: what progress lines show."""
+        return self.id.rsplit("-", 1)[0]
+
+    def asdict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def fromdict(cls, d: dict) -> "Cell":
+        d = dict(d)
+        data = dict(d.pop("data"))
+        data["classes"] = tuple(data.get("classes", ()))
+        return cls(data=DataSpec(**data), hyper=Hyper(**d.pop("hyper")), **d)
