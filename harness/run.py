@@ -362,6 +362,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=WORKSPACE, help="folder for the result files")
     p.add_argument("--force", action="store_true", help="rerun cells that already ended ok or diverged")
     p.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines (CI)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: one cell after another here; ray: cells in parallel as Ray tasks "
+                        "(harness/ray_executor.py, the ray extra)")
+    p.add_argument("--address", help="with --executor ray: the Ray cluster to join (default: start Ray here)")
     return p
 
 
@@ -377,7 +381,11 @@ def main(argv: list[str] | None = None) -> int:
     out = check_out(args.out)
     cells = plan_cells(args.plan, args.threads) if args.plan else expand(args, given_options(argv))
     start = time.perf_counter()
-    counts = run_matrix(cells, out, args.force, args.quiet)
+    if args.executor == "ray":
+        from harness.ray_executor import run_on_ray
+        counts = run_on_ray(cells, out, args.force, args.quiet, args.address)
+    else:
+        counts = run_matrix(cells, out, args.force, args.quiet)
     summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
     print(f"{len(cells)} cells in {time.perf_counter() - start:.0f} s: {summary}; results in {out}/")
     failed = sum(counts.get(k, 0) for k in FAILED)
