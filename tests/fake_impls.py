@@ -30,3 +30,32 @@ class OomImpl(NumpyImpl):
 
     def train_epoch(self, order):
         raise RuntimeError("CUDA out of memory. Tried to allocate 80.00 GiB (simulated)")
+
+
+class SlowImpl(NumpyImpl):
+    """Sleeps through each epoch, so that a test can kill the process running it mid-cell.
+
+    Its cell process drops a file named after its parent's pid (the Ray worker under the Ray
+    executor) in $FWCOMPARE_TEST_PID_DIR, and reports the cores it may run on.
+    """
+    framework = "slow"
+
+    def build(self, *args, **kwargs):
+        import os
+        from pathlib import Path
+
+        if os.environ.get("FWCOMPARE_TEST_PID_DIR"):
+            (Path(os.environ["FWCOMPARE_TEST_PID_DIR"]) / str(os.getppid())).touch()
+        return super().build(*args, **kwargs)
+
+    def train_epoch(self, order):
+        import os
+        import time
+
+        time.sleep(float(os.environ.get("FWCOMPARE_TEST_EPOCH_S", "1")))
+        return super().train_epoch(order)
+
+    def settings(self):
+        import os
+
+        return {"process_affinity": sorted(os.sched_getaffinity(0))}

@@ -1,0 +1,166 @@
+"""The Ray executor: the same result files as the local one, a killed worker retried then
+recorded, nothing submitted twice, Ctrl-C cancels. On a local Ray instance (2 CPUs) that
+the tests start; each matrix runs in a driver process that joins it with --address."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FAKES = "slow=tests.fake_impls:SlowImpl"
+# tiny5x5 with batch 2: five steps an epoch, a second or so per cell
+TINY = ["--dataset", "tiny5x5", "--model", "logistic", "--batch-size", "2", "--epochs", "3"]
+RAY_ENV_VARS = ("FWCOMPARE_IMPLS", "FWCOMPARE_TEST_PID_DIR", "FWCOMPARE_TEST_EPOCH_S")
+
+
+@pytest.fixture(scope="module")
+def ray_address():
+    """A local Ray instance, CPU only with 2 CPUs, for the module's drivers to join; shut down after."""
+    ray = pytest.importorskip("ray")
+    # the workers must get these from the driver (runtime_env), not from this process
+    assert not any(name in os.environ for name in RAY_ENV_VARS)
+    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, configure_logging=False)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+
+
+def harness_run(*args, out: Path, env=None, popen=False):
+    """python -m harness.run with the fake impls, quiet, writing to out."""
+    cmd = [sys.executable, "-m", "harness.run", *args, "--out", str(out), "--quiet"]
+    env = {**os.environ, "FWCOMPARE_IMPLS": FAKES, **(env or {})}
+    if popen:
+        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def results_by_name(out: Path) -> dict[str, dict]:
+    return {p.name: json.loads(p.read_text()) for p in out.glob("*.json")}
+
+
+def by_framework(out: Path) -> dict[str, dict]:
+    return {r["cell"]["framework"]: r for r in results_by_name(out).values()}
+
+
+@pytest.fixture(scope="module")
+def ray_matrix(ray_address, tmp_path_factory):
+    """The tiny matrix over three seeds, run once on Ray: (its folder, the driver's output)."""
+    out = tmp_path_factory.mktemp("on-ray")
+    proc = harness_run("--framework", "numpy", *TINY, "--seed", "0", "1", "2",
+                       "--executor", "ray", "--address", ray_address, out=out)
+    assert proc.returncode == 0, proc.stderr
+    return out, proc
+
+
+def test_ray_writes_the_same_result_files_as_the_local_executor(ray_matrix, tmp_path):
+    out, _ = ray_matrix
+    local = harness_run("--framework", "numpy", *TINY, "--seed", "0", "1", "2", out=tmp_path)
+    assert local.returncode == 0, local.stderr
+    on_ray, here = results_by_name(out), results_by_name(tmp_path)
+    assert len(on_ray) == 3 and set(on_ray) == set(here)
+    assert {p.relative_to(out) for p in out.rglob("*.npz")} == {p.relative_to(tmp_path) for p in tmp_path.rglob("*.npz")}
+    for name, result in on_ray.items():
+        assert result["status"] == "ok"
+        assert result["metrics"]["test_accuracy"] == here[name]["metrics"]["test_accuracy"]
+        assert result["curves"]["train_loss"] == here[name]["curves"]["train_loss"]
+
+
+def test_each_ray_result_names_its_node_and_how_it_shared_it(ray_matrix):
+    out, _ = ray_matrix
+    for result in results_by_name(out).values():
+        env = result["env"]
+        assert len(env["ray"]["node_id"]) == 56 and env["ray"]["node_ip"]  # Ray's hex node id
+        assert env["machine"]["id"]  # taken on the worker, so an archive splits by machine
+        assert len(env["settings"]["cpu_affinity"]) == 1  # 0 threads: one CPU reserved, one core
+        assert env["settings"]["concurrent_cells"] in (1, 2)  # two CPUs: at most two cells at once
+
+
+def test_a_second_submission_submits_nothing(ray_matrix, ray_address):
+    out, _ = ray_matrix
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    again = harness_run("--framework", "numpy", *TINY, "--seed", "0", "1", "2",
+                        "--executor", "ray", "--address", ray_address, out=out)
+    assert again.returncode == 0, again.stderr
+    assert "3 done before" in again.stdout
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def kill_ray_workers(pid_dir: Path, kills: int, driver: subprocess.Popen) -> list[int]:
+    """SIGKILL the Ray worker of each of the slow cell's first `kills` attempts; returns every attempt's worker pid."""
+    seen: list[int] = []
+    deadline = time.time() + 120
+    while driver.poll() is None and time.time() < deadline:
+        for pid in sorted(int(p.name) for p in pid_dir.iterdir()):
+            if pid in seen:
+                continue
+            seen.append(pid)
+            if len(seen) <= kills:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                assert b"ray::" in cmdline, cmdline  # the cell process's parent is the Ray worker
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
+    return seen
+
+
+@pytest.mark.parametrize("kills,status", [(1, "ok"), (2, "killed")])
+def test_a_killed_worker_is_retried_once_then_recorded(ray_address, tmp_path, kills, status):
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
+    driver = harness_run("--framework", "slow", "numpy", *TINY, "--executor", "ray", "--address", ray_address,
+                         out=tmp_path / "out", popen=True,
+                         env={"FWCOMPARE_TEST_PID_DIR": str(pid_dir), "FWCOMPARE_TEST_EPOCH_S": "1"})
+    workers = kill_ray_workers(pid_dir, kills, driver)
+    _, err = driver.communicate(timeout=60)
+    assert len(workers) == 2 and workers[0] != workers[1]  # one retry, in another worker process
+    results = by_framework(tmp_path / "out")
+    assert results["numpy"]["status"] == "ok"  # the cell beside it is not disturbed
+    slow = results["slow"]
+    assert slow["status"] == status, slow["message"]
+    if status == "killed":
+        assert "died 2 times" in slow["message"]
+        assert driver.returncode == 1 and "1 cells failed" in err  # recorded as a failure, retried by a rerun
+    else:
+        assert driver.returncode == 0, err
+        # the cell's process ran on the cores recorded for it
+        settings = slow["env"]["settings"]
+        assert settings["process_affinity"] == settings["cpu_affinity"]
+
+
+def test_ctrl_c_cancels_the_outstanding_cells_and_keeps_the_finished_ones(ray_address, tmp_path):
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
+    driver = harness_run("--framework", "numpy", "slow", *TINY, "--executor", "ray", "--address", ray_address,
+                         out=tmp_path / "out", popen=True,
+                         env={"FWCOMPARE_TEST_PID_DIR": str(pid_dir), "FWCOMPARE_TEST_EPOCH_S": "30"})
+    deadline = time.time() + 60
+    while not (list((tmp_path / "out").glob("*.json")) and list(pid_dir.iterdir())) and time.time() < deadline:
+        time.sleep(0.1)
+    driver.send_signal(signal.SIGINT)
+    _, err = driver.communicate(timeout=60)
+    assert driver.returncode == 130, err
+    assert list(by_framework(tmp_path / "out")) == ["numpy"]  # the finished cell's result stays
+    (worker,) = (int(p.name) for p in pid_dir.iterdir())
+    deadline = time.time() + 30
+    while Path(f"/proc/{worker}").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    assert not Path(f"/proc/{worker}").exists()  # the slow cell's worker was cancelled, not left running
+
+
+def test_without_ray_one_line_says_how_to_install_it(tmp_path):
+    # ray made unimportable in the driver, as where it is not installed
+    code = ("import runpy, sys; sys.modules['ray'] = None; "
+            "sys.argv = ['harness.run', *sys.argv[1:]]; runpy.run_module('harness.run', run_name='__main__')")
+    proc = subprocess.run([sys.executable, "-c", code, "--framework", "numpy", *TINY, "--executor", "ray",
+                           "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "FWCOMPARE_IMPLS": FAKES})
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1 and "pip install -e '.[ray]'" in proc.stderr
+    assert not list(tmp_path.glob("*.json"))
