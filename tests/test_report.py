@@ -1,19 +1,25 @@
-"""The report: tables hold the right numbers, bad files are skipped by name, every plot and page is made.
+"""The report: the summary's numbers, one report per machine, tables, fairness, compare, plots and the page.
 
-Fixtures (tests/fixtures/results): mnist/ holds handcrafted cells with known epoch times, 60,000
-samples an epoch: torch eager on the CPU (seeds 0 and 1, steady epochs 1.0 s and 1.5 s), on
-CUDA (seed 0, 0.25 s), jax step (seeds 0 and 1, 0.5 s, Adam eps 1e-7) and a diverged Keras cell.
-tiny5x5/ holds real numpy-reference runs at batch sizes 2 and 5, one with predictions and a
-weights file; malformed/ three broken files; pytest_benchmark.json two benchmarks.
+Fixtures (tests/fixtures/results, schema v2), two machines, MNIST logistic, 60,000 samples an epoch:
+cpu/ (amd-epyc-2c): torch eager seeds 0 and 1 (first epochs 3 and 5 s, steady 1.0 and 1.5 s),
+jax step seeds 0 and 1 (10 and 12 s, then 0.5 s; Adam eps 1e-7), jax scan seed 0 (20 s, then
+0.25 s; run beside another cell), a diverged Keras cell, torch eager and jax step in profile
+native (2.0 and 0.6 s epochs); tiny5x5/ real numpy-reference runs at batch 2 and 5, one with
+predictions and a weights file, and an out-of-memory cell; recipes/ three recipe cells;
+pytest_benchmark.json two benchmarks. gpu/ (nvidia-h100-80gb-hbm3): torch eager (2 s, then
+0.25 s), torch eager at batch 1000, torch cudagraph (3 s, then 0.05 s), jax step (4 s, then
+0.2 s), jax scan (5 s, then 0.04 s); epoch 3 of each is the GPU-traced one. malformed/: three
+broken files.
 """
 from __future__ import annotations
 
-import base64
+import ast
 import contextlib
 import io
 import json
 import re
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -22,167 +28,279 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from harness import report, report_plots, results
-from harness.measure import spread
+from harness import results
+from harness.parity import TOLERANCE
+from harness.report import compare, headline, read, summary
+from harness.report.__main__ import main
 from harness.spec import HarnessError
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures" / "results"
+CPU, GPU = "amd-epyc-2c", "nvidia-h100-80gb-hbm3"
 MALFORMED = sorted((FIXTURES / "malformed").glob("*.json"))
-CELLS = sorted(p for p in FIXTURES.rglob("*.json") if p.parent.name != "malformed" and p.parent != FIXTURES
-               and not p.name.startswith("."))
+CELLS = sorted(p for p in FIXTURES.rglob("*.json") if p.parent.name != "malformed"
+               and p.name != "pytest_benchmark.json" and not p.name.startswith("."))
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+MAX_SIDE_PX, MAX_PLOTS_BYTES, MAX_PAGE_BYTES = 2000, 2_000_000, 2_000_000
 
 
-def run_report(*argv: str) -> tuple[int, str, str]:
+def run_report(*argv) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = report.main([str(a) for a in argv])
+        code = main([str(a) for a in argv])
     return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")
 def full(tmp_path_factory):
-    """The whole report of every fixture, with the HTML page: (out dir, markdown, stderr)."""
+    """Every fixture reported with the HTML page: (out dir, terminal output, stderr)."""
     out = tmp_path_factory.mktemp("report")
     code, text, err = run_report(FIXTURES, "--out-dir", out, "--html")
     assert code == 0, err
     return out, text, err
 
 
-def table(markdown: str, heading: str) -> dict[str, dict[str, str]]:
-    """The markdown table under `## heading`, as {run: {column: cell}}."""
-    lines = markdown.split(f"## {heading}\n", 1)[1].strip().split("\n\n")[0].splitlines()
+def tables_of(folder: Path) -> dict[str, summary.Table]:
+    cells = read.read_results([folder])
+    cells = cells[cells["source"] == "harness"]
+    return {t.title: t for t in summary.tables(summary.summarise(cells), cells)}
+
+
+@pytest.fixture(scope="module")
+def cpu_tables():
+    return tables_of(FIXTURES / "cpu")
+
+
+@pytest.fixture(scope="module")
+def gpu_tables():
+    return tables_of(FIXTURES / "gpu")
+
+
+def md_table(markdown: str, heading: str, key: int = 2) -> dict[str, dict[str, str]]:
+    """The first Markdown table under `## heading`, as {its first `key` cells joined by ' | ': {column: cell}}."""
+    blocks = markdown.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0].strip().split("\n\n")
+    lines = next(b for b in blocks if b.startswith("|")).splitlines()
     split = [[c.strip() for c in line.strip("|").split(" | ")] for line in lines]
-    columns = split[0]
-    return {row[0]: dict(zip(columns, row)) for row in split[2:]}
+    return {" | ".join(row[:key]): dict(zip(split[0], row)) for row in split[2:]}
 
 
-def test_table_pools_seeds_into_median_iqr_ratio_and_sd(full):
-    _, text, _ = full
-    rows = table(text, "mnist / logistic")
-    torch, cuda, jax = rows["torch eager device=cpu"], rows["torch eager device=cuda"], rows["jax step device=cpu"]
+# ---------------------------------------------------------------- the summary's numbers
+def test_headline_names_the_fastest_mode_and_its_lead_over_each_idiomatic_mode(cpu_tables, gpu_tables):
+    cpu = headline.headline(cpu_tables["mnist / logistic on cpu"])
+    # the most common settings: profile equal, float32 (the native rows are left out)
+    assert set(cpu.compared["profile"]) == {"equal"} and cpu.settings[:2] == ["batch 100", "precision float32"]
+    assert cpu.fastest["label"] == "jax scan" and cpu.fastest["sps_median"] == 240_000
+    assert {k: v and v["sps_median"] for k, v in cpu.idiomatic.items()} == pytest.approx(
+        {"jax step": 120_000, "torch eager": 50_000, "keras[jax] fit": np.nan}, nan_ok=True)
+    gpu = headline.headline(gpu_tables["mnist / logistic on cuda"])
+    assert set(gpu.compared["batch_size"]) == {100}  # the batch-1000 row is not compared
+    assert gpu.fastest["label"] == "jax scan" and gpu.fastest["sps_median"] == 1_500_000
+
+
+def test_headline_measures_accuracy_against_the_parity_tolerance(cpu_tables, gpu_tables):
+    cpu = headline.headline(cpu_tables["mnist / logistic on cpu"])
+    # seed 0: torch 0.90, jax step 0.89, jax scan 0.90; seed 1: torch 0.92, jax 0.93
+    assert cpu.accuracy_spread == pytest.approx(0.01) and cpu.tolerance == TOLERANCE["logistic"]
+    gpu = headline.headline(gpu_tables["mnist / logistic on cuda"])
+    assert gpu.accuracy_spread == pytest.approx(0.002)  # 0.910 against 0.908
+
+
+def test_headline_finds_when_the_compile_cost_is_paid_back(cpu_tables, gpu_tables):
+    # jax scan 20 s + 0.25 s/epoch against jax step 11 s + 0.5 (37 epochs) and torch 4 s + 1.25 (17)
+    assert headline.headline(cpu_tables["mnist / logistic on cpu"]).break_even == 37
+    # 5 s + 0.04 against torch cudagraph's 3 s + 0.05: 2 s back at 0.01 s an epoch
+    assert headline.headline(gpu_tables["mnist / logistic on cuda"]).break_even == 201
+
+
+def test_break_even_epoch_edge_cases():
+    fast = {"first_epoch_s": 2.0, "epoch_s": 1.0}
+    assert headline.break_even_epoch(fast, [{"first_epoch_s": 3.0, "epoch_s": 2.0}]) == 1  # ahead at once
+    assert headline.break_even_epoch(fast, [{"first_epoch_s": 1.0, "epoch_s": 1.0}]) is None  # never
+    assert headline.break_even_epoch(fast, [{"first_epoch_s": 1.0, "epoch_s": 1.5}]) == 3  # 2 + 2 <= 1 + 3
+
+
+def test_time_to_target_counts_training_seconds_and_the_traced_epoch_at_steady_speed():
+    cell = {"steady_epoch_s": [1.0, 1.0], "curves": {
+        "epoch": [1, 2, 3, 4], "epoch_s": [5.0, 1.0, 1.0, 9.0], "profiled_epoch": 4,
+        "test_accuracy": [0.95, 0.96, 0.965, 0.975]}}
+    assert summary.time_to_target(cell) == 8.0  # 5 + 1 + 1 + 1 (not 9: the traced epoch)
+    cell["curves"]["test_accuracy"][-1] = 0.969
+    assert np.isnan(summary.time_to_target(cell))
+
+
+def test_summary_goes_first_to_the_terminal_the_markdown_and_the_page(full):
+    out, text, _ = full
+    page = (out / CPU / "report.html").read_text()
+    markdown = (out / CPU / "REPORT.md").read_text()
+    lines = text.split(f"\n{CPU}:", 1)[1].split("\nwrote", 1)[0].splitlines()
+    assert lines[1] == "mnist / logistic on cpu, batch 100, precision float32, profile equal:"
+    assert lines[2] == ("  fastest jax scan, 240,000 samples/s = 2.00x jax step, 4.80x torch eager (idiomatic modes); "
+                        "keras[jax] fit diverged")
+    assert lines[3] == "  test accuracy 0.9000-0.9100, 0.0100 apart at one seed: BEYOND the parity tolerance 0.0051"
+    assert lines[4].endswith("ahead of every mode in total time from epoch 37")
+    assert markdown.index(lines[2]) < markdown.index("## mnist / logistic on cpu")
+    assert page.index(lines[2].replace("'", "&#x27;")) < page.index("<table")
+
+
+def test_terminal_gets_the_summary_and_the_paths_not_the_report(full):
+    out, text, _ = full
+    assert len(text.splitlines()) <= 30 and "| ---" not in text
+    assert f"2 machines: one report each in {out}/<machine>/" in text
+    for machine in (CPU, GPU):
+        for name in ("REPORT.md", "report.html"):
+            assert f"wrote {out / machine / name} (" in text
+        assert f"wrote {out / machine / 'plots'}/ (" in text
+
+
+# ---------------------------------------------------------------- tables
+def test_one_report_per_machine_with_ratios_within_one_device(full):
+    out, _, _ = full
+    cpu, gpu = (out / CPU / "REPORT.md").read_text(), (out / GPU / "REPORT.md").read_text()
+    assert "## mnist / logistic on cpu" in cpu and "on cuda" not in cpu
+    assert "## mnist / logistic on cuda" in gpu and "on cpu" not in gpu
+    rows = md_table(gpu, "mnist / logistic on cuda")
+    assert rows["jax scan | 100"]["× slower than fastest"] == "1.00"
+    assert rows["torch eager | 100"]["× slower than fastest"] == "6.25"
+
+
+def test_table_pools_seeds_into_median_iqr_and_sd(full):
+    out, _, _ = full
+    rows = md_table((out / CPU / "REPORT.md").read_text(), "mnist / logistic on cpu")
+    torch, jax = rows["torch eager | equal"], rows["jax step | equal"]
     # torch's steady epochs 1.0, 1.5, 1.0, 1.5 s: 60k, 40k, 60k, 40k samples/s
-    assert torch["train samples/s (median ± IQR)"] == "50,000 ± 20,000"
+    assert (torch["samples/s"], torch["IQR"], torch["× slower than fastest"]) == ("50,000", "20,000", "4.80")
     assert torch["steady epoch s"] == "1.25" and torch["first epoch s"] == "4"  # median of 3 s and 5 s
-    assert torch["test accuracy (mean ± sd, n seeds)"] == "0.9100 ± 0.0141 (n=2)"  # 0.90, 0.92: sd 0.01414
-    assert jax["test accuracy (mean ± sd, n seeds)"] == "0.9100 ± 0.0283 (n=2)"  # 0.89, 0.93
-    assert cuda["test accuracy (mean ± sd, n seeds)"] == "0.9100 ± — (n=1)"  # one seed has no sd
-    assert [r["× slower than fastest"] for r in (cuda, jax, torch)] == ["1.00", "2.00", "4.80"]
-    assert cuda["GPU busy s (util)"] == "0.1 (40%)" and cuda["peak device MB"] == "123"
-    assert rows["keras[jax] fit device=cpu"]["status"].startswith("diverged 1 [")
+    assert torch["test acc ± sd (seeds)"] == "0.9100 ± 0.0141 (2)"  # 0.90, 0.92: sd 0.01414
+    assert jax["test acc ± sd (seeds)"] == "0.9100 ± 0.0283 (2)"  # 0.89, 0.93
+    assert rows["keras[jax] fit | equal"]["status"].startswith("diverged 1 [")
 
 
-def test_summary_numbers_match_numpy(full):
-    summary = report.summarise(report.read_results([FIXTURES / "mnist"])).set_index("label")
-    torch = summary.loc["torch eager device=cpu"]
-    assert torch["acc_sd"] == pytest.approx(np.std([0.90, 0.92], ddof=1))
-    assert (torch["sps_median"], torch["sps_iqr"]) == (50_000, 20_000)
-    assert summary.loc["jax step device=cpu", "slowdown"] == pytest.approx(2.0)
+def test_rows_are_framework_and_mode_and_a_setting_is_a_column_only_where_it_varies(cpu_tables, gpu_tables, full):
+    cpu, gpu = cpu_tables["mnist / logistic on cpu"], gpu_tables["mnist / logistic on cuda"]
+    assert cpu.varying == ["profile", "precision"] and gpu.varying == ["batch_size"]
+    assert set(cpu.rows["label"]) == {"torch eager", "jax step", "jax scan", "keras[jax] fit"}
+    out, _, _ = full
+    text = (out / CPU / "REPORT.md").read_text()
+    header = text.split("## mnist / logistic on cpu\n\n", 1)[1].splitlines()[0]
+    assert header.startswith("| framework, mode | profile | precision | test acc") and "| batch |" not in header
+    assert "Same in every row: batch 100, epochs 3, optimizer adam, lr 0.001, threads all." in text
+    assert "GPU busy" not in header and "[1] GPU busy s: n/a, no GPU: the cell ran on the CPU" in text
 
 
-def test_missing_gpu_and_device_numbers_say_why_in_a_footnote(full):
-    _, text, _ = full
-    assert table(text, "mnist / logistic")["jax step device=cpu"]["GPU busy s (util)"] == "n/a [1]"
-    assert "- [1] no GPU: the cell ran on the CPU" in text
-    assert "seed 0: diverged: loss became nan at epoch 2, step 3" in text
-    oom = table(text, "tiny5x5 / logistic")["oom default batch_size=2"]
-    assert oom["status"] == "oom 1 [3]" and oom["train samples/s (median ± IQR)"] == "—"
-    assert "- [3] seed 0: oom: RuntimeError: CUDA out of memory" in text
+def test_numbers_are_right_aligned(full):
+    out, _, _ = full
+    text = (out / CPU / "REPORT.md").read_text()
+    assert "| --- | --- | --- | ---: | ---: |" in text.split("## mnist / logistic on cpu", 1)[1]
+    page = (out / CPU / "report.html").read_text()
+    assert "<td class=n>240,000</td>" in page and "<td>jax scan</td>" in page
 
 
-def test_header_names_machines_versions_and_commits(full):
-    _, text, _ = full
-    assert "vm: AMD EPYC, device NVIDIA H100 80GB HBM3" in text
-    assert "Python 3.11.7; numpy 2.4.6" in text and "torch 2.13.0" in text and "flax 0.12.0" in text
-    assert "0123456789 (dirty)" in text  # the jax cells' checkout was dirty
+def test_fairness_is_a_folded_table_of_the_settings_that_differ(cpu_tables, full):
+    fair = summary.fairness(cpu_tables["mnist / logistic on cpu"]).set_index("row")
+    assert list(fair.columns) == ["hyper.eps", "hyper.init", "settings.deviations_batch_order"]
+    assert fair.loc["jax step, profile equal, precision float32", "hyper.eps"] == "1e-07"
+    assert fair.loc["torch eager, profile equal, precision float32", "hyper.eps"] == "1e-08"
+    assert fair.loc["torch eager, profile native, precision default", "hyper.init"] == "native"
+    out, _, _ = full
+    page = (out / CPU / "report.html").read_text()
+    assert "<details><summary>Fairness: 3 settings differ between these rows</summary><table" in page
+    assert "Fairness" not in page.split("<details>", 1)[0].split("mnist / logistic on cpu</h2>", 1)[1]
 
 
-def test_fairness_lists_every_setting_that_differs(full):
-    _, text, _ = full
-    fair = text.split("## mnist / logistic", 1)[1].split("### Fairness", 1)[1].split("## ", 1)[0]
-    assert "- hyper_eps differs: 1e-07 (jax step device=cpu); 1e-08 (" in fair
-    assert "- device differs: cpu (" in fair and "cuda (torch eager device=cuda)" in fair
-    assert "precision" not in fair  # float32 everywhere: equal, so not listed
+def test_fairness_says_when_every_setting_is_equal(gpu_tables, full):
+    assert list(summary.fairness(gpu_tables["mnist / logistic on cuda"]).columns) == ["row"]
+    out, _, _ = full
+    assert "Fairness: every setting is the same in every row" in (out / GPU / "REPORT.md").read_text()
 
 
-def test_fairness_says_when_all_settings_are_equal():
-    cells = report.read_results([FIXTURES / "tiny5x5"])
-    cells = cells[cells["batch_size"] == 2]
-    (line,) = report.fairness(cells.assign(label=report.labels(cells)))
-    assert re.match(r"All \d+ settings are equal", line) and "precision float32, device cpu, batch_size 2" in line
+def test_cells_that_shared_the_machine_are_named(cpu_tables, full):
+    assert summary.shared_machine(cpu_tables["mnist / logistic on cpu"]) == [
+        "jax scan, profile equal, precision float32"]
+    out, _, _ = full
+    text = (out / CPU / "REPORT.md").read_text()
+    assert "(env.settings.concurrent_cells > 1)" in text and "concurrent_cells > 1" not in (
+        out / GPU / "REPORT.md").read_text()
 
 
-def test_recipe_cells_sit_beside_the_published_figure(full):
-    _, text, _ = full
-    row = table(text, "Seed recipes: ours against the published figure")["vanangamudi (seed 000)"]
-    assert row["ours"] == "0.7000 ± — (n=1) (test_accuracy)" and row["published"] == "1.0000"
-    assert row["recipe"] == "vanangamudi (seed 000)"
+def test_native_profile_against_equal(cpu_tables, full):
+    pairs = headline.native_vs_equal(list(cpu_tables.values())).set_index("row")
+    assert pairs.loc["torch eager", "native ÷ equal"] == pytest.approx(30_000 / 50_000)
+    assert pairs.loc["jax step", "native ÷ equal"] == pytest.approx(100_000 / 120_000)
+    assert (pairs.loc["torch eager", "equal accuracy"], pairs.loc["torch eager", "native accuracy"]) == (0.91, 0.91)
+    out, _, _ = full
+    rows = md_table((out / CPU / "REPORT.md").read_text(), "Native against equal profile")
+    assert rows["mnist / logistic on cpu | jax step"]["native ÷ equal"] == "0.83"
 
 
-def test_malformed_files_are_named_on_stderr_and_skipped(full):
-    _, text, err = full
-    for path in MALFORMED:
-        assert f"skipped {path}" in err
-    assert "schema_version 0, expected 1" in err and "missing metrics" in err
-    assert ".tmp" not in err and ".jax-s3.json" not in err  # hidden files are not even read
-    assert f"{len(CELLS)} cells and 2 pytest-benchmark rows" in text
+def test_framework_tax_on_the_gpu(gpu_tables, full):
+    tax = headline.framework_tax(gpu_tables["mnist / logistic on cuda"]).set_index("row")
+    eager = tax.loc["torch eager, batch 100"]
+    assert eager["host ms/step"] == pytest.approx(1000 * 0.25 / 600)  # steady epoch / 600 steps
+    assert eager["device ms/step"] == pytest.approx(1000 * 0.1 / 600)  # GPU busy / steps
+    assert eager["device-bound from"] == "batch 1000"  # utilisation 0.4 at 100, 0.9 at 1000
+    assert tax.loc["jax scan, batch 100", "device-bound from"] == "—"  # no sweep
+    out, _, _ = full
+    assert "## Framework tax on the GPU" in (out / GPU / "REPORT.md").read_text()
+
+
+def test_recipes_come_after_the_main_comparison_beside_the_published_figure(full):
+    out, _, _ = full
+    text = (out / CPU / "REPORT.md").read_text()
+    assert text.index("## Seed recipes") > text.index("## tiny5x5 / logistic on cpu")
+    row = md_table(text, "Seed recipes: ours against the published figure")["vanangamudi (seed 000) | toy25"]
+    assert row["ours"] == "0.7000 ± — (1)" and row["published"] == "1.0000"
 
 
 def test_a_seed_run_twice_is_one_seed_for_accuracy_and_two_runs_for_timing(tmp_path):
     """A second folder rerunning torch's seed 0 (0.88, 3.0 s epochs): accuracy over 2 seeds, epochs over 3 runs."""
-    shutil.copytree(FIXTURES / "mnist", tmp_path / "a")
-    doc = json.loads((FIXTURES / "mnist" / "torch-cpu-s0.json").read_text())
+    shutil.copytree(FIXTURES / "cpu" / "mnist", tmp_path / "a")
+    doc = json.loads((FIXTURES / "cpu" / "mnist" / "torch-eager-s0.json").read_text())
     doc["metrics"]["test_accuracy"] = 0.88
-    doc["curves"]["epoch_s"] = [3.0] * len(doc["curves"]["epoch_s"])
-    doc["metrics"]["train_samples_per_s"] = spread([20_000.0] * (len(doc["curves"]["epoch_s"]) - 1))
-    doc["metrics"]["epoch_s"] = spread([3.0] * (len(doc["curves"]["epoch_s"]) - 1))
+    doc["metrics"]["steady_epoch_s"] = [3.0, 3.0]
     (tmp_path / "b").mkdir()
-    (tmp_path / "b" / "torch-cpu-s0.json").write_text(json.dumps(doc))
-    summary = report.summarise(report.read_results([tmp_path])).set_index("label")
-    torch = summary.loc["torch eager device=cpu"]
-    # seed 0: mean of 0.90 and 0.88 = 0.89; seed 1: 0.92
-    assert torch["acc_values"] == pytest.approx([0.89, 0.92])
-    assert torch["acc_sd"] == pytest.approx(np.std([0.89, 0.92], ddof=1))
-    before = report.summarise(report.read_results([FIXTURES / "mnist"])).set_index("label")
+    (tmp_path / "b" / "torch-eager-s0.json").write_text(json.dumps(doc))
+    cells = read.read_results([tmp_path])
+    torch = summary.summarise(cells).query("label == 'torch eager' and profile == 'equal'").iloc[0]
+    assert torch["acc_values"] == pytest.approx([0.89, 0.92])  # seed 0: mean of 0.90 and 0.88
     assert torch["sps_min"] == pytest.approx(20_000)  # the rerun's 3 s epochs are in the pool
-    assert before.loc["torch eager device=cpu", "sps_min"] == pytest.approx(40_000)
 
 
 def test_unknown_extra_fields_are_tolerated(tmp_path):
-    doc = json.loads((FIXTURES / "mnist" / "jax-s0.json").read_text())
+    doc = json.loads((FIXTURES / "cpu" / "mnist" / "jax-step-s0.json").read_text())
     doc["new_section"] = {"anything": [1, 2]}
     doc["metrics"]["new_metric"] = 3.5
     doc["cell"]["new_setting"] = "x"
     (tmp_path / "cell.json").write_text(json.dumps(doc))
-    (row,) = report.read_results([tmp_path]).to_dict("records")
+    (row,) = read.read_results([tmp_path]).to_dict("records")
     assert row["new_metric"] == 3.5 and row["new_setting"] == "x"
 
 
-def test_every_plot_is_written_and_linked(full):
-    out, text, _ = full
-    for name in report_plots.PLOTS:
-        png = out / "plots" / f"{name}.png"
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 2000, name
-        assert f"](plots/{name}.png)" in text
+def test_benchmarks_join_the_report_of_their_machine(full):
+    out, _, _ = full
+    assert "## pytest-benchmark" in (out / CPU / "REPORT.md").read_text()
+    assert "pytest-benchmark" not in (out / GPU / "REPORT.md").read_text()
 
 
-def test_plots_without_their_data_are_skipped_with_a_note(tmp_path):
-    code, text, _ = run_report(FIXTURES / "mnist", "--out-dir", tmp_path)
-    assert code == 0
-    assert "not drawn, no result holds `predictions`" in text
-    assert "not drawn, no logistic result names an existing `weights_file`" in text
-    assert "Throughput against batch size: not drawn, only one batch size" in text
-    assert not (tmp_path / "plots" / "digits.png").exists() and (tmp_path / "plots" / "throughput.png").exists()
+# ---------------------------------------------------------------- compare
+def test_compare_puts_two_machines_side_by_side_and_names_what_differs(tmp_path):
+    code, text, _ = run_report("--compare", FIXTURES / "cpu" / "mnist", FIXTURES / "gpu", "--out-dir", tmp_path)
+    assert code == 0  # two machines: ratios, not regressions
+    written = (tmp_path / "COMPARE.md").read_text()
+    assert f"wrote {tmp_path / 'COMPARE.md'}" in text and len(text.splitlines()) <= 10
+    assert "3 configurations in both, 3 only in A, 2 only in B" in text
+    rows = md_table(written, "mnist / logistic", key=3)
+    assert rows["torch eager | equal | 100"]["B ÷ A"] == "4.80x" and rows["jax scan | equal | 100"]["B ÷ A"] == "6.25x"
+    assert rows["torch eager | equal | 1000"]["verdict"] == "only in B"
+    assert {r["verdict"] for r in rows.values()} == {"", "only in A", "only in B"}  # no regression verdicts
+    differences = written.split("## Settings that differ between A and B\n\n", 1)[1].split("\n\n")[0]
+    assert "- device: cpu → cuda" in differences and "- settings.threads: 2 → 16" in differences
+    assert "- hyper.eps: 1e-07, 1e-08 → 1e-08" in differences  # the CPU's jax cells ran with eps 1e-7
 
 
 def slow_down(path: Path, factor: float) -> None:
-    """Make a result file's steady epochs `factor` times slower, consistently."""
+    """Make a result file's steady epochs `factor` times slower."""
     doc = json.loads(path.read_text())
-    times = [t * factor for t in doc["curves"]["epoch_s"]]
-    samples = doc["metrics"]["train_samples_per_s"]["max"] * doc["metrics"]["epoch_s"]["min"]
-    doc["curves"]["epoch_s"] = times
-    doc["metrics"].update(epoch_s=spread(times[1:]), train_samples_per_s=spread(samples / t for t in times[1:]))
+    doc["metrics"]["steady_epoch_s"] = [t * factor for t in doc["metrics"]["steady_epoch_s"]]
     path.write_text(json.dumps(doc))
 
 
@@ -197,18 +315,31 @@ def lower_accuracy(path: Path, by: float) -> None:
     pytest.param(lambda p: slow_down(p, 1.05), "ok", id="5% fewer samples/s"),  # noise
     pytest.param(lambda p: lower_accuracy(p, 0.05), "REGRESSION", id="5 points less accurate"),
 ])
-def test_compare_flags_a_regression_beyond_its_threshold(tmp_path, change, verdict_after):
+def test_compare_on_one_machine_flags_a_regression_beyond_its_threshold(tmp_path, change, verdict_after):
     a, b = tmp_path / "a", tmp_path / "b"
-    shutil.copytree(FIXTURES / "mnist", a)
-    shutil.copytree(FIXTURES / "mnist", b)
-    for path in b.glob("jax-*.json"):
+    shutil.copytree(FIXTURES / "cpu" / "mnist", a)
+    shutil.copytree(FIXTURES / "cpu" / "mnist", b)
+    for path in b.glob("jax-step-s*.json"):
         change(path)
     code, text, _ = run_report("--compare", a, b, "--out-dir", tmp_path)
-    rows = {r.split(" | ")[1]: r.split(" | ")[-1].rstrip(" |") for r in text.splitlines() if r.startswith("| mnist")}
-    assert rows["jax step device=cpu"] == verdict_after
-    assert rows["torch eager device=cpu"] == "ok"
+    rows = md_table((tmp_path / "COMPARE.md").read_text(), "mnist / logistic", key=3)
+    assert rows["jax step | equal | float32"]["verdict"] == verdict_after
+    assert rows["torch eager | equal | float32"]["verdict"] == "ok"
     assert code == (1 if verdict_after == "REGRESSION" else 0)
-    assert (tmp_path / "COMPARE.md").read_text() == text
+
+
+def test_compare_refuses_a_folder_of_two_machines(tmp_path):
+    with pytest.raises(HarnessError, match="holds results of 2 machines"):
+        run_report("--compare", FIXTURES, FIXTURES / "gpu", "--out-dir", tmp_path)
+
+
+# ---------------------------------------------------------------- reading, CSV, errors
+def test_malformed_files_are_named_on_stderr_and_skipped(full):
+    _, _, err = full
+    for path in MALFORMED:
+        assert f"skipped {path}" in err
+    assert "schema_version 0, expected 2" in err and "missing data, metrics" in err
+    assert ".tmp" not in err and ".jax-s3.json" not in err  # hidden files are not even read
 
 
 def test_csv_has_one_row_per_cell(tmp_path):
@@ -217,29 +348,16 @@ def test_csv_has_one_row_per_cell(tmp_path):
     cells = flat[flat["source"] == "harness"]
     assert code == 0 and len(cells) == len(CELLS) == cells["id"].nunique()
     assert len(flat) == len(CELLS) + 2  # and one per pytest-benchmark benchmark
-    jax = cells[cells["id"].str.contains("-jax-step-") & (cells["seed"] == 0)].iloc[0]
-    assert jax["train_samples_per_s_median"] == 120_000 and jax["hyper_eps"] == 1e-7
+    assert set(flat["machine"]) == {CPU, GPU}
+    jax = cells[cells["id"].str.contains("-jax-step-equal-") & (cells["seed"] == 0) & (cells["device"] == "cpu")]
+    assert jax.iloc[0]["train_samples_per_s_median"] == 120_000 and jax.iloc[0]["hyper_eps"] == 1e-7
 
 
-def test_html_renders_in_headless_chromium(full, tmp_path):
-    if not CHROMIUM:
-        pytest.skip("chromium is not installed (apt-get install -y chromium)")
-    out, text, _ = full
-    page = out / "report.html"
-    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--no-first-run",
-             f"--user-data-dir={tmp_path / 'profile'}"]
-    dom = subprocess.run([*flags, "--dump-dom", page.as_uri()], capture_output=True, text=True,
-                         timeout=60).stdout
-    # 3 result tables, 2 mnist-study tables, recipes, pytest-benchmark
-    assert dom.count("<table") == text.count("\n| --- |") == 7
-    images = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,([^"]+)"', dom)
-    assert [alt for alt, _ in images] == [caption for caption, _ in report_plots.PLOTS.values()]
-    assert all(base64.b64decode(data)[:4] == b"\x89PNG" for _, data in images)
-    shot = tmp_path / "shot.png"
-    subprocess.run([*flags, "--window-size=1200,1600", f"--screenshot={shot}", page.as_uri()],
-                   capture_output=True, timeout=60)
-    assert shot.stat().st_size > 10_000
+def test_relative_paths_resolve_against_the_current_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(FIXTURES / "gpu", tmp_path / "gpu")
+    code, text, _ = run_report("gpu", "--out-dir", "out")
+    assert code == 0 and f"wrote {tmp_path / 'out' / 'REPORT.md'}" in text
 
 
 def test_missing_or_empty_results_are_one_line_errors(tmp_path):
@@ -249,15 +367,30 @@ def test_missing_or_empty_results_are_one_line_errors(tmp_path):
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: results directory")
     assert "does not exist" in proc.stderr and "python -m harness.run" in proc.stderr
     with pytest.raises(HarnessError, match="no result files under .*python -m harness.run"):
-        report.read_results([tmp_path])
+        read.read_results([tmp_path])
 
 
 def test_report_never_imports_a_framework(tmp_path):
-    code = ("import sys; from harness import report; report.main([sys.argv[1], '--csv', sys.argv[2]]); "
+    code = ("import sys; from harness.report.__main__ import main; main([sys.argv[1], '--out-dir', sys.argv[2]]); "
             "print([m for m in ('torch', 'jax', 'keras', 'tensorflow', 'flax') if m in sys.modules])")
-    proc = subprocess.run([sys.executable, "-c", code, str(FIXTURES), str(tmp_path / "x.csv")],
+    proc = subprocess.run([sys.executable, "-c", code, str(FIXTURES / "gpu"), str(tmp_path)],
                           cwd=ROOT, capture_output=True, text=True)
     assert proc.stdout.strip().endswith("[]"), proc.stderr
+
+
+STAGES = ["read", "summary", "headline", "compare", "render", "document", "plots", "__main__"]
+
+
+def test_stages_import_only_earlier_stages():
+    for i, stage in enumerate(STAGES):
+        tree = ast.parse((ROOT / "harness" / "report" / f"{stage}.py").read_text())
+        imported = set()
+        for n in ast.walk(tree):
+            if isinstance(n, ast.ImportFrom) and n.module == "harness.report":  # from harness.report import plots
+                imported |= {a.name for a in n.names}
+            elif isinstance(n, ast.ImportFrom) and (n.module or "").startswith("harness.report."):
+                imported.add(n.module.rsplit(".", 1)[-1])
+        assert imported <= set(STAGES[:i]), f"{stage} imports {imported - set(STAGES[:i])}"
 
 
 def test_fixtures_follow_the_result_schema():
@@ -267,3 +400,74 @@ def test_fixtures_follow_the_result_schema():
     for path in MALFORMED:
         with pytest.raises((ValueError, jsonschema.ValidationError)):
             jsonschema.validate(json.loads(path.read_text()), results.SCHEMA)
+
+
+# ---------------------------------------------------------------- plots and the page
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", path
+    return struct.unpack(">II", data[16:24])
+
+
+def test_every_plot_is_small_and_linked(full):
+    out, _, _ = full
+    for machine in (CPU, GPU):
+        pngs = sorted((out / machine / "plots").glob("*.png"))
+        text = (out / machine / "REPORT.md").read_text()
+        assert pngs and sum(p.stat().st_size for p in pngs) < MAX_PLOTS_BYTES
+        for png in pngs:
+            assert max(png_size(png)) <= MAX_SIDE_PX, png
+            assert f"](plots/{png.name})" in text
+    names = {p.name for p in (out / CPU / "plots").glob("*.png")}
+    assert {"mnist-logistic-on-cpu-throughput.png", "mnist-logistic-on-cpu-curves.png",
+            "tiny5x5-logistic-on-cpu-digits.png", "tiny5x5-logistic-on-cpu-weights.png",
+            "tiny5x5-logistic-on-cpu-batch.png", "recipes-capacity.png"} <= names
+    assert "mnist-logistic-on-cpu-digits.png" not in names  # no result there holds predictions
+
+
+def test_a_rerun_removes_plots_it_no_longer_draws(tmp_path):
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "plots" / "old.png").write_bytes(b"")
+    run_report(FIXTURES / "gpu", "--out-dir", tmp_path)
+    assert not (tmp_path / "plots" / "old.png").exists()
+
+
+def test_page_is_small_self_contained_and_has_contents_and_filters(full):
+    out, _, _ = full
+    page = (out / CPU / "report.html")
+    text = page.read_text()
+    assert page.stat().st_size < MAX_PAGE_BYTES
+    assert not re.search(r"""(src|href)=["']?(https?:|//)""", text)  # nothing fetched from outside
+    assert '<nav><a href="#mnist-logistic-on-cpu">' in text and '<section id="mnist-logistic-on-cpu"' in text
+    assert 'data-device="cpu" data-model="logistic"' in text and "<select id=\"dev\">" in text
+
+
+def chromium(*args, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                           "--no-first-run", f"--user-data-dir={cwd / 'profile'}", *args],
+                          capture_output=True, text=True, timeout=90)
+
+
+# Run in the page after load: where the summary ends and whether every image decoded.
+PROBE = """<script>addEventListener('load', () => {
+const box = document.getElementById('summary').getBoundingClientRect();
+const broken = [...document.images].filter(i => !i.complete || i.naturalWidth === 0).length;
+document.body.dataset.probe = JSON.stringify({summaryBottom: box.bottom, width: innerWidth,
+                                              images: document.images.length, broken});});</script>"""
+
+
+@pytest.mark.skipif(not CHROMIUM, reason="chromium is not installed (apt-get install -y chromium)")
+@pytest.mark.parametrize("machine", [CPU, GPU])
+def test_page_in_headless_chromium_shows_the_summary_on_the_first_screen(full, tmp_path, machine):
+    out, _, _ = full
+    probed = tmp_path / "probed.html"
+    probed.write_text((out / machine / "report.html").read_text().replace("</body>", PROBE + "</body>"))
+    dom = chromium("--window-size=1400,900", "--virtual-time-budget=10000", "--dump-dom", probed.as_uri(),
+                   cwd=tmp_path).stdout
+    probe = json.loads(re.search(r'data-probe="([^"]+)"', dom).group(1).replace("&quot;", '"'))
+    assert probe["width"] == 1400 and probe["summaryBottom"] <= 900
+    assert probe["images"] == len(list((out / machine / "plots").glob("*.png"))) and probe["broken"] == 0
+    shot = tmp_path / "shot.png"
+    chromium("--window-size=1400,900", f"--screenshot={shot}", (out / machine / "report.html").as_uri(), cwd=tmp_path)
+    assert png_size(shot) == (1400, 900)

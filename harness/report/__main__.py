@@ -1,0 +1,145 @@
+"""python -m harness.report: the answer first, then tables, plots and a page, from result files.
+
+    python -m harness.report                          results/runs: the summary here, the report in results/report/
+    python -m harness.report results/gpu-h100 --html  also report.html, one page that works offline
+    python -m harness.report A B --out-dir D          several machines: one report each in D/<machine>/
+    python -m harness.report --csv [PATH | -]         the flat table, one row per cell (default OUT_DIR/report.csv)
+    python -m harness.report --compare A B            B against A per framework and mode (COMPARE.md);
+                                                      on one machine, exit 1 on a regression
+
+Reads result files (schema v2) and pytest-benchmark files recursively; a file that is
+neither is named on stderr and skipped. The terminal gets the summary and the paths
+written; the tables are in REPORT.md. Never imports a framework.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from harness.report import compare as comparing
+from harness.report.document import compare_document, report_document
+from harness.report.headline import headlines
+from harness.report.read import read_results
+from harness.report.render import markdown, page
+from harness.report.summary import summarise, tables
+from harness.results import REPORT_DIR, WORKSPACE, write_atomic
+from harness.spec import HarnessError, cli_main
+
+
+def write_text(path: Path, text: str) -> Path:
+    write_atomic(path, lambda f: f.write(text.encode()))
+    return path
+
+
+def kilobytes(paths) -> str:
+    return f"{sum(p.stat().st_size for p in paths) / 1024:,.0f} KB"
+
+
+def machine_report(machine: str, df: pd.DataFrame, out_dir: Path, with_html: bool) -> list[str]:
+    """One machine's REPORT.md, plots/ and report.html in out_dir: its summary lines, then what was written."""
+    from harness.report import plots  # matplotlib: only when drawing
+
+    mine = df[df["machine"] == machine]
+    cells, bench = mine[mine["source"] == "harness"], mine[mine["source"] == "pytest-benchmark"]
+    summary = summarise(cells)
+    all_tables = tables(summary, cells)
+    heads = headlines(all_tables)
+    plot_dir = out_dir / "plots"
+    stale = set(plot_dir.glob("*.png"))
+    figures = plots.draw(heads, cells[cells["status"] == "ok"], summary, plot_dir)
+    drawn = [path for shown in figures.values() for _, path in shown]
+    for path in stale - set(drawn):  # the folder holds this report's plots only
+        path.unlink()
+    doc = report_document(machine, cells, bench, all_tables, heads, summary, figures)
+    written = [write_text(out_dir / "REPORT.md", markdown(doc, out_dir))]
+    if with_html:
+        written.append(write_text(out_dir / "report.html", page(doc)))
+    lines = doc.summary + [f"wrote {p} ({kilobytes([p])})" for p in written]
+    if drawn:
+        lines.append(f"wrote {plot_dir}/ ({len(drawn)} PNG, {kilobytes(drawn)})")
+    return lines
+
+
+def report(dirs: list[Path], out_dir: Path, with_html: bool) -> list[str]:
+    """A report per machine: in out_dir itself for one machine, else in out_dir/<machine>/."""
+    df = read_results(dirs)
+    machines = sorted(df.loc[df["source"] == "harness", "machine"].unique())
+    if not machines:
+        raise HarnessError(f"only pytest-benchmark files under {', '.join(map(str, dirs))}: no cells to report")
+    lonely = set(df["machine"]) - set(machines)
+    if lonely:
+        print(f"pytest-benchmark files of {', '.join(sorted(lonely))} have no cells of that machine: "
+              "in --csv only", file=sys.stderr)
+    if len(machines) == 1:
+        return machine_report(machines[0], df, out_dir, with_html)
+    lines = [f"{len(machines)} machines: one report each in {out_dir}/<machine>/"]
+    for machine in machines:
+        lines += [""] + machine_report(machine, df, out_dir / machine, with_html)
+    return lines
+
+
+def compare(a: Path, b: Path, out_dir: Path, with_html: bool) -> tuple[list[str], bool]:
+    """B against A: COMPARE.md (and compare.html); the summary lines and whether B regressed."""
+    def side(folder: Path):
+        df = read_results([folder])
+        cells = df[df["source"] == "harness"]
+        if cells.empty:
+            raise HarnessError(f"no result files of cells under {folder}")
+        return str(folder), summarise(cells), cells
+
+    result = comparing.compare(side(a), side(b))
+    doc = compare_document(result)
+    written = [write_text(out_dir / "COMPARE.md", markdown(doc, out_dir))]
+    if with_html:
+        written.append(write_text(out_dir / "compare.html", page(doc)))
+    return doc.summary + [f"wrote {p}" for p in written], result.regressed
+
+
+def write_csv(dirs: list[Path], target: str, out_dir: Path) -> None:
+    """The flat table, one row per cell or benchmark; lists as JSON text, the curves left out."""
+    flat = read_results(dirs).drop(columns=["curves", "predictions", "cell_fields"], errors="ignore")
+    flat = flat.map(lambda v: json.dumps(v) if isinstance(v, (list, dict)) else v)
+    if target == "-":
+        flat.to_csv(sys.stdout, index=False)
+        return
+    path = Path(target).absolute() if target else out_dir / "report.csv"
+    write_atomic(path, lambda f: f.write(flat.to_csv(index=False).encode()))
+    print(f"wrote {path} ({len(flat)} rows)")
+
+
+def parser() -> argparse.ArgumentParser:
+    absolute = lambda p: Path(p).absolute()  # noqa: E731 - a relative path is the user's current directory's
+    p = argparse.ArgumentParser(prog="python -m harness.report", description=__doc__.split("\n")[0],
+                                epilog=__doc__.split("\n", 2)[2],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("dirs", nargs="*", type=absolute, default=[WORKSPACE],
+                   help=f"result folders, read recursively (default {WORKSPACE})")
+    p.add_argument("--out-dir", type=absolute, default=REPORT_DIR,
+                   help=f"for REPORT.md, plots/, report.html, report.csv, COMPARE.md (default {REPORT_DIR})")
+    p.add_argument("--html", action="store_true", help="also write report.html: summary, tables and plots inlined")
+    p.add_argument("--csv", nargs="?", const="", metavar="PATH",
+                   help="write only the flat table (default OUT_DIR/report.csv; - for stdout); folders go before it")
+    p.add_argument("--compare", nargs=2, type=absolute, metavar=("A", "B"),
+                   help="B against A per framework and mode, to OUT_DIR/COMPARE.md")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.csv is not None:
+        write_csv(args.dirs, args.csv, args.out_dir)
+        return 0
+    if args.compare:
+        lines, regressed = compare(*args.compare, args.out_dir, args.html)
+    else:
+        lines, regressed = report(args.dirs, args.out_dir, args.html), False
+    print("\n".join(lines))
+    return 1 if regressed else 0
+
+
+if __name__ == "__main__":
+    cli_main(main)

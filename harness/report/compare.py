@@ -1,0 +1,132 @@
+"""Two archives side by side (say a GPU machine's and a CPU machine's): per framework and mode, B against A.
+
+Rows match on data, model, framework, mode and the settings a person chooses (profile,
+batch, precision, epochs, optimizer, lr); everything else that differs between the archives
+(machine, device, threads, versions, framework settings, an optimizer's eps) is named above
+the tables. On one machine a slower B is a regression, and the exit code says so.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from harness.report.summary import NOTE_SETTINGS, field_name, settings_columns, show
+from harness.spec import HarnessError
+
+# A regression (only between two archives of one machine): B trains or infers this fraction
+# slower than A. Epoch times on a shared CPU wander by a few percent between runs, 10% is beyond that.
+SLOWDOWN_THRESHOLD = 0.10
+# ... or its mean test accuracy is this much lower (absolute): seeds alone move MNIST
+# accuracy by a few tenths of a point, a whole point is a change in what was learned.
+ACCURACY_DROP_THRESHOLD = 0.01
+MACHINE_SETTINGS = ("device", "threads")  # differ with the machine: named, not matched on
+KEY = ["table", "model", "framework", "backend", "mode"] + [c for c in NOTE_SETTINGS if c not in MACHINE_SETTINGS]
+# What the header compares between the archives, besides the framework settings and versions.
+ENV_FIELDS = {"machine": "machine", "device": "device", "env_machine_cpu": "CPU", "env_machine_cores": "cores",
+              "env_device_name": "device name", "env_machine_driver": "driver", "env_machine_cuda": "CUDA",
+              "env_python": "Python", "env_numpy": "numpy"}
+
+
+@dataclass
+class Comparison:
+    """B against A: the matched rows, what differs between the archives, and whether B regressed."""
+    a: str
+    b: str
+    rows: pd.DataFrame  # one row per configuration in A or B, columns suffixed _a and _b
+    differences: list[str]  # "device: cpu → cuda"
+    same_machine: bool
+
+    @property
+    def regressed(self) -> bool:
+        return self.same_machine and bool((self.rows["verdict"] == "REGRESSION").any())
+
+
+def only_machine(cells: pd.DataFrame, name: str) -> str:
+    """The one machine whose results a compared folder holds."""
+    machines = sorted(cells["machine"].unique())
+    if len(machines) != 1:
+        raise HarnessError(f"{name} holds results of {len(machines)} machines ({', '.join(machines)}); "
+                           "compare one machine's folder with another's")
+    return machines[0]
+
+
+def values(cells: pd.DataFrame, c: str) -> str:
+    return ", ".join(sorted({show(v) for v in cells[c]})) if c in cells else "—"
+
+
+def differences(cells_a: pd.DataFrame, cells_b: pd.DataFrame) -> list[str]:
+    """Settings and environment that differ between the compared cells of A and of B, as 'name: A → B'."""
+    in_both = set(keys(cells_a)) & set(keys(cells_b))
+    cells_a, cells_b = cells_a[keys(cells_a).isin(in_both)], cells_b[keys(cells_b).isin(in_both)]
+    fields = dict(ENV_FIELDS)
+    for frame in (cells_a, cells_b):
+        fields.update({c: field_name(c) for c in settings_columns(frame) + [c for c in frame if c.startswith("env_settings_")]})
+        fields.update({c: c.removeprefix("env_framework_version_") + " version" for c in frame
+                       if c.startswith("env_framework_version_")})
+    out = []
+    for c, name in fields.items():
+        a, b = values(cells_a, c), values(cells_b, c)
+        if a != b:
+            out.append(f"{name}: {a} → {b}")
+    return out
+
+
+def keys(frame: pd.DataFrame) -> pd.Series:
+    """What a row or cell is matched on, as text (None matches None)."""
+    return frame[KEY].map(show).apply(tuple, axis=1)
+
+
+def verdicts(m: pd.DataFrame, same_machine: bool) -> np.ndarray:
+    train, infer = m["sps_median_b"] / m["sps_median_a"], m["infer_sps_b"] / m["infer_sps_a"]
+    worse = ((train < 1 - SLOWDOWN_THRESHOLD) | (infer < 1 - SLOWDOWN_THRESHOLD)
+             | (m["acc_mean_b"] - m["acc_mean_a"] < -ACCURACY_DROP_THRESHOLD))
+    return np.select([m["label_a"].isna(), m["label_b"].isna(), train.isna(), worse & same_machine],
+                     ["only in B", "only in A", "not measured", "REGRESSION"], "ok" if same_machine else "")
+
+
+def compare(a: tuple[str, pd.DataFrame, pd.DataFrame], b: tuple[str, pd.DataFrame, pd.DataFrame]) -> Comparison:
+    """B against A, each given as (name, summary, cells) of one machine."""
+    (name_a, summary_a, cells_a), (name_b, summary_b, cells_b) = a, b
+    same_machine = only_machine(cells_a, name_a) == only_machine(cells_b, name_b)
+    both = [s.assign(key=keys(s)) for s in (summary_a, summary_b)]
+    m = both[0].merge(both[1], on="key", how="outer", suffixes=("_a", "_b"))
+    for c in KEY:
+        m[c] = m[f"{c}_a"].combine_first(m[f"{c}_b"])
+    m["label"] = m["label_a"].fillna(m["label_b"])
+    m["B ÷ A"] = m["sps_median_b"] / m["sps_median_a"]
+    m["verdict"] = verdicts(m, same_machine)
+    sort = ["table", "model", "framework", "backend"] + [f"mode_rank_{s}" for s in "ab"]
+    m = m.sort_values(sort, kind="stable", ignore_index=True)
+    return Comparison(name_a, name_b, m, differences(cells_a, cells_b), same_machine)
+
+
+def varying(rows: pd.DataFrame) -> list[str]:
+    """The chosen settings that differ between a compared table's rows: its columns."""
+    return [c for c in NOTE_SETTINGS if c in rows and c not in MACHINE_SETTINGS and rows[c].nunique() > 1]
+
+
+def tables(comparison: Comparison) -> list[tuple[str, pd.DataFrame, list[str]]]:
+    """The comparison per data set and model: (title, rows, setting columns)."""
+    return [(f"{data} / {model}", rows, varying(rows))
+            for (data, model), rows in comparison.rows.groupby(["table", "model"], sort=False)]
+
+
+def headline(comparison: Comparison) -> list[str]:
+    """A few lines for the terminal and the top of COMPARE.md."""
+    m = comparison.rows
+    matched = m[m["B ÷ A"].notna()]
+    lines = [f"{comparison.b} against {comparison.a}: {len(matched)} configurations in both, "
+             f"{(m['verdict'] == 'only in A').sum()} only in A, {(m['verdict'] == 'only in B').sum()} only in B"]
+    for (data, model), g in matched.groupby(["table", "model"], sort=False):
+        ratio = g["B ÷ A"]
+        acc = (g["acc_mean_b"] - g["acc_mean_a"]).abs().max()
+        lines.append(f"  {data} / {model}: B trains {ratio.median():.3g}x as fast as A (median of {len(g)}; "
+                     f"{ratio.min():.3g}x-{ratio.max():.3g}x); accuracy differs by at most {acc:.4f}")
+    if comparison.same_machine:
+        regressions = (m["verdict"] == "REGRESSION").sum()
+        lines.append(f"  one machine: {regressions} regressions (training or inference more than "
+                     f"{SLOWDOWN_THRESHOLD:.0%} slower, or accuracy {ACCURACY_DROP_THRESHOLD} lower)")
+    return lines
+

@@ -1,0 +1,268 @@
+"""What the report says: the summary lines and the sections of one machine's report, and of a comparison.
+
+Numbers come from summary, headline and compare; this module only words and formats them.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from harness.recipes import RECIPES
+from harness.results import slug
+from harness.report import compare as comparing
+from harness.report.headline import DEVICE_BOUND, Headline, framework_tax, native_vs_equal
+from harness.report.render import Document, Grid, Section
+from harness.report.summary import ACCURACY_TARGET, Table, column, fairness, missing, setting, shared_machine, show
+
+Figures = dict[str, list[tuple[str, Path]]]  # section anchor -> (caption, PNG path)
+
+
+def num(v, fmt: str = "{:.4g}") -> str:
+    return "—" if missing(v) else fmt.format(v)
+
+
+def rate(v) -> str:
+    return num(v, "{:,.0f}")
+
+
+def times(x: float) -> str:
+    """A ratio with 2-3 significant digits: 2.00x, 14.2x, 131x."""
+    return "—" if missing(x) else f"{x:.2f}x" if x < 10 else f"{x:.1f}x" if x < 100 else f"{x:.0f}x"
+
+
+class Notes(dict):
+    """Footnotes of one table: each distinct text gets its number once."""
+
+    def ref(self, text: str) -> str:
+        return f"[{self.setdefault(text, len(self) + 1)}]"
+
+    def lines(self) -> list[str]:
+        return [f"[{n}] {text}" for text, n in self.items()]
+
+
+def machine_text(cells: pd.DataFrame) -> str:
+    """'NVIDIA H100 80GB HBM3 (driver 580.1, CUDA 13.0); Intel Xeon, 16 cores'."""
+    r = cells.iloc[0]
+    gpus = r.get("env_machine_gpus")
+    gpu = "" if not isinstance(gpus, list) or not gpus else (
+        ", ".join(gpus) + f" (driver {show(r.get('env_machine_driver'))}, CUDA {show(r.get('env_machine_cuda'))}); ")
+    return f"{gpu}{show(r.get('env_machine_cpu'))}, {show(r.get('env_machine_cores'))} cores"
+
+
+# ---------------------------------------------------------------- the summary
+def headline_lines(h: Headline) -> list[str]:
+    """A table's answer in a few lines: the fastest and its lead, accuracy against the parity bound, compile cost."""
+    lines = [f"{h.table.title}, {', '.join(h.settings)}:"]
+    f = h.fastest
+    if f is None:
+        return lines + ["  no row measured a training rate"]
+    if len(h.compared) == 1:
+        return lines + [f"  only {f['label']}: {rate(f['sps_median'])} samples/s"]
+    leads = [f"{times(f['sps_median'] / r['sps_median'])} {name}" for name, r in h.idiomatic.items()
+             if r is not None and name != f["label"] and not missing(r["sps_median"])]
+    absent = [f"{name} {'not run' if r is None else r['status'].split()[0]}" for name, r in h.idiomatic.items()
+              if r is None or missing(r["sps_median"])]
+    lines.append(f"  fastest {f['label']}, {rate(f['sps_median'])} samples/s"
+                 + (f" = {', '.join(leads)} (idiomatic modes)" if leads else "")
+                 + (f"; {', '.join(absent)}" if absent else ""))
+    accs = h.compared["acc_mean"].dropna()
+    if len(accs) > 1:
+        bound = ("no parity tolerance for this model" if h.tolerance is None else
+                 f"{'within' if h.accuracy_spread <= h.tolerance else 'BEYOND'} the parity tolerance "
+                 f"{h.tolerance:.4f}")
+        spread = "" if missing(h.accuracy_spread) else f", {h.accuracy_spread:.4f} apart at one seed"
+        lines.append(f"  test accuracy {accs.min():.4f}-{accs.max():.4f}{spread}: {bound}")
+    if not missing(f["first_epoch_s"]) and not missing(f["epoch_s"]):
+        payback = ("ahead in total time from the first epoch" if h.break_even == 1 else
+                   "a mode that starts sooner stays ahead in total time" if h.break_even is None else
+                   f"ahead of every mode in total time from epoch {h.break_even}")
+        lines.append(f"  its first epoch (compile) {f['first_epoch_s']:.3g} s, then {f['epoch_s']:.3g} s an epoch: "
+                     + payback)
+    return lines
+
+
+def summary_lines(machine: str, cells: pd.DataFrame, heads: list[Headline]) -> list[str]:
+    lines = [f"{machine}: {machine_text(cells)}; {len(cells)} cells"]
+    for h in heads:
+        lines += headline_lines(h)
+    return lines
+
+
+# ---------------------------------------------------------------- one table
+def accuracy(r: dict) -> str:
+    acc = r["acc_values"]
+    return f"{r['acc_mean']:.4f} ± {num(r['acc_sd'], '{:.4f}')} ({len(acc)})" if acc else "—"
+
+
+def gpu_busy(r: dict) -> str:
+    return "—" if missing(r["gpu_busy_s"]) else f"{r['gpu_busy_s']:.4g} ({num(r['gpu_util'], '{:.0%}')})"
+
+
+COLUMNS = {  # header: what a row shows
+    "test acc ± sd (seeds)": accuracy,
+    "samples/s": lambda r: rate(r["sps_median"]), "IQR": lambda r: rate(r["sps_iqr"]),
+    "× slower than fastest": lambda r: num(r["slowdown"], "{:.2f}"),
+    "first epoch s": lambda r: num(r["first_epoch_s"]), "steady epoch s": lambda r: num(r["epoch_s"]),
+    f"s to {ACCURACY_TARGET:.0%}": lambda r: num(r["time_to_target_s"], "{:.3g}"),
+    "infer samples/s": lambda r: rate(r["infer_sps"]), "b1 latency ms": lambda r: num(r["latency_ms"], "{:.3g}"),
+    "GPU busy s (util)": gpu_busy, "peak RSS MB": lambda r: num(r["rss_mb"], "{:.0f}"),
+    "peak device MB": lambda r: num(r["device_mb"], "{:.0f}"), "status": lambda r: r["status"],
+}
+REASONS = {"GPU busy s (util)": "gpu_reason", "peak device MB": "device_reason"}  # why a column reads n/a
+
+
+def main_grid(table: Table, notes: Notes) -> Grid:
+    """One row per framework and mode; empty columns dropped, their reason in the notes."""
+    rows = table.rows.to_dict("records")
+    frame = pd.DataFrame({"framework, mode": [r["label"] for r in rows],
+                          **{setting(c, "").strip(): [show(r[c]) for r in rows] for c in table.varying},
+                          **{name: [show_fn(r) for r in rows] for name, show_fn in COLUMNS.items()}})
+    for name, reason in REASONS.items():
+        why = {r[reason] for r in rows if not missing(r[reason])}
+        if (frame[name] == "—").all() and why:
+            notes.ref(f"{name.split(' (')[0]}: n/a, {'; '.join(sorted(why))}")
+    frame["status"] = [r["status"] + "".join(f" {notes.ref(p)}" for p in r["problems"]) for r in rows]
+    empty = [c for c in COLUMNS if (frame[c] == "—").all() or (c == "status" and frame[c].str.match(r"ok \d+$").all())]
+    return Grid(frame.drop(columns=empty))
+
+
+def table_section(table: Table, figures: Figures) -> Section:
+    notes = Notes()
+    grid = main_grid(table, notes)
+    note = [f"Same in every row: {', '.join(table.same)}." if table.same else ""]
+    if shared := shared_machine(table):
+        note.append(f"These cells shared the machine with other cells running at the same time "
+                    f"(env.settings.concurrent_cells > 1), so their timings are not a machine to themselves: "
+                    f"{'; '.join(shared)}.")
+    fair = fairness(table)
+    blocks = [("table", grid), ("p", " ".join(n for n in note if n)), ("ul", notes.lines())]
+    if fair.shape[1] > 1:
+        blocks.append(("details", f"Fairness: {fair.shape[1] - 1} settings differ between these rows", Grid(fair)))
+    else:
+        blocks.append(("p", "Fairness: every setting is the same in every row beyond the columns above."))
+    section_anchor = table.anchor
+    blocks += [("img", caption, path) for caption, path in figures.get(section_anchor, [])]
+    return Section(table.title, section_anchor, blocks, {"device": table.device, "model": table.model})
+
+
+# ---------------------------------------------------------------- after the main comparison
+def native_section(tables: list[Table]) -> Section | None:
+    pairs = native_vs_equal(tables)
+    if pairs.empty:
+        return None
+    frame = pairs.assign(**{"equal samples/s": pairs["equal samples/s"].map(rate),
+                            "native samples/s": pairs["native samples/s"].map(rate),
+                            "native ÷ equal": pairs["native ÷ equal"].map(lambda x: num(x, "{:.2f}")),
+                            "equal accuracy": pairs["equal accuracy"].map(lambda x: num(x, "{:.4f}")),
+                            "native accuracy": pairs["native accuracy"].map(lambda x: num(x, "{:.4f}"))})
+    return Section("Native against equal profile", "native-against-equal", [
+        ("p", "Profile native runs the code each framework's users write (its own init, optimizer defaults, "
+              "precision and input pipeline); equal runs the same weights, batch order and maths everywhere. "
+              "native ÷ equal below 1: the idiomatic pipeline costs that share of the training rate."),
+        ("table", Grid(frame))])
+
+
+def tax_section(tables: list[Table]) -> Section | None:
+    blocks = []
+    for t in tables:
+        tax = framework_tax(t) if t.device != "cpu" and not t.recipe else pd.DataFrame()
+        if tax.empty:
+            continue
+        frame = tax.assign(**{"host ms/step": tax["host ms/step"].map(lambda x: num(x, "{:.3g}")),
+                              "device ms/step": tax["device ms/step"].map(lambda x: num(x, "{:.3g}")),
+                              "GPU busy": tax["GPU busy"].map(lambda x: num(x, "{:.0%}"))})
+        blocks += [("p", t.title), ("table", Grid(frame))]
+    if not blocks:
+        return None
+    return Section("Framework tax on the GPU", "framework-tax", [
+        ("p", "Host ms/step: a steady epoch's wall time per step; device ms/step: the GPU's kernel time per "
+              "step (traced epoch). Where host time far exceeds device time, the framework's per-step work, "
+              "not the GPU, sets the pace; device-bound from: the smallest batch of a sweep with the GPU busy "
+              f"at least {DEVICE_BOUND:.0%} of the time.")] + blocks)
+
+
+def published(rows: pd.DataFrame) -> pd.DataFrame:
+    """Cells run from a seed's recipe, beside the figure that seed published."""
+    out = []
+    for r in rows[column(rows, "recipe").isin(list(RECIPES))].to_dict("records"):
+        recipe = RECIPES[r["recipe"]]
+        ours = accuracy(r) if recipe.metric == "test_accuracy" else num(r["val_mean"], "{:.4f}")
+        out.append({"recipe": f"{recipe.name} (seed {recipe.seed})", "model": r["model"], "framework, mode": r["label"],
+                    "metric": recipe.metric, "ours": ours, "published": num(recipe.published.get(r["model"]), "{:.4f}"),
+                    "published by": recipe.published_by, "deviations": recipe.deviations or "—"})
+    return pd.DataFrame(out)
+
+
+def recipes_section(summary: pd.DataFrame, figures: Figures) -> Section | None:
+    seeds = published(summary)
+    images = [("img", caption, path) for caption, path in figures.get("recipes", [])]
+    if seeds.empty and not images:
+        return None
+    return Section("Seed recipes: ours against the published figure", "recipes",
+                   ([("table", Grid(seeds))] if len(seeds) else []) + images)
+
+
+def benchmarks_section(bench: pd.DataFrame) -> Section | None:
+    if bench.empty:
+        return None
+    shown = [c for c in bench.dropna(axis=1, how="all") if c not in ("source", "file", "status", "machine")
+             and not c.startswith("env_")]
+    return Section("pytest-benchmark", "pytest-benchmark", [("table", Grid(bench[shown].map(show)))])
+
+
+def about_section(cells: pd.DataFrame) -> Section:
+    """Where and on what every number was measured."""
+    def distinct(values) -> str:
+        return ", ".join(sorted({show(v) for v in values if not missing(v)})) or "—"
+
+    versions = [c for c in cells if c.startswith("env_framework_version_")]
+    commits = distinct(f"{show(c)[:10]}{' (dirty)' if d is True else ''}"
+                       for c, d in zip(column(cells, "env_commit"), column(cells, "env_dirty")))
+    return Section("Where these numbers come from", "about", [("ul", [
+        f"Machine: {machine_text(cells)}; hosts {distinct(column(cells, 'env_hostname'))}",
+        f"Python {distinct(column(cells, 'env_python'))}; numpy {distinct(column(cells, 'env_numpy'))}",
+        "Frameworks: " + distinct(f"{c.removeprefix('env_framework_version_')} {v}"
+                                  for c in versions for v in cells[c].dropna()),
+        f"Commits: {commits}", f"Result files: {len(cells)}"])])
+
+
+def report_document(machine: str, cells: pd.DataFrame, bench: pd.DataFrame, tables: list[Table],
+                    heads: list[Headline], summary: pd.DataFrame, figures: Figures) -> Document:
+    """One machine's report: the summary, a section per table, then the per-mode views and the recipes."""
+    main = [table_section(t, figures) for t in tables if not t.recipe]
+    later = [native_section(tables), tax_section(tables), recipes_section(summary, figures),
+             benchmarks_section(bench), about_section(cells)]
+    intro = [f"{len(cells)} result files on {machine} ({machine_text(cells)}). One table per data set, model and "
+             "device; one row per framework and mode, seeds pooled. Samples/s: the median over every steady epoch "
+             "(after the first, without the GPU-traced one) of every seed; × slower than fastest compares the rows "
+             "of one table only. The summary compares each table's rows at the settings most of them share."]
+    return Document(f"fwcompare: {machine}", intro, summary_lines(machine, cells, heads),
+                    main + [s for s in later if s is not None])
+
+
+# ---------------------------------------------------------------- --compare
+def compare_grid(rows: pd.DataFrame, varying: list[str], same_machine: bool) -> Grid:
+    frame = pd.DataFrame({
+        "framework, mode": rows["label"], **{setting(c, "").strip(): rows[c].map(show) for c in varying},
+        "A samples/s": rows["sps_median_a"].map(rate), "B samples/s": rows["sps_median_b"].map(rate),
+        "B ÷ A": rows["B ÷ A"].map(times), "A first epoch s": rows["first_epoch_s_a"].map(num),
+        "B first epoch s": rows["first_epoch_s_b"].map(num),
+        "A accuracy": rows["acc_mean_a"].map(lambda x: num(x, "{:.4f}")),
+        "B accuracy": rows["acc_mean_b"].map(lambda x: num(x, "{:.4f}")),
+        "B − A accuracy": (rows["acc_mean_b"] - rows["acc_mean_a"]).map(lambda x: num(x, "{:+.4f}")),
+        "verdict": rows["verdict"]})
+    return Grid(frame if same_machine or frame["verdict"].ne("").any() else frame.drop(columns="verdict"))
+
+
+def compare_document(c: comparing.Comparison) -> Document:
+    sections = [Section("Settings that differ between A and B", "differences",
+                        [("ul", c.differences or ["none besides the results"])])]
+    for title, rows, varying in comparing.tables(c):
+        sections.append(Section(title, slug(title), [("table", compare_grid(rows, varying, c.same_machine))]))
+    intro = [f"A: {c.a}", f"B: {c.b}",
+             ("One machine: a REGRESSION is training or inference samples/s more than "
+              f"{comparing.SLOWDOWN_THRESHOLD:.0%} below A's, or mean test accuracy more than "
+              f"{comparing.ACCURACY_DROP_THRESHOLD} below A's." if c.same_machine else
+              "Two machines: B ÷ A is how many times B's training rate is A's.")]
+    return Document("fwcompare: B against A", intro, comparing.headline(c), sections)

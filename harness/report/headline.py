@@ -1,0 +1,132 @@
+"""The numbers of the first screen: per table, the fastest mode and its lead, accuracy parity, compile payback.
+
+Also the two per-mode views that follow the tables: native against equal profile, and on a
+GPU the framework tax (host time per step against device time per step).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from harness.parity import TOLERANCE
+from harness.report.summary import Table, framework_label, idiomatic_mode, missing, setting, show
+
+DEVICE_BOUND = 0.8  # GPU utilisation from which a mode waits on the device rather than the host
+
+
+@dataclass
+class Headline:
+    """One table's answer: what is fastest, by how much, and whether the frameworks agree."""
+    table: Table
+    compared: pd.DataFrame  # the table's rows at its most common settings
+    settings: list[str]  # those settings, as text
+    fastest: dict | None  # the row with the most training samples/s; None if none was measured
+    idiomatic: dict[str, dict | None]  # "torch eager" -> that row; None if a framework's idiomatic mode did not run
+    accuracy_spread: float  # the largest same-seed difference in test accuracy between rows; NaN if < 2 rows
+    tolerance: float | None  # the parity tests' bound for this model, if they have one
+    break_even: int | None  # the epoch from which the fastest leads in total time; None: never
+
+
+SHOWN_SETTINGS = ("batch_size", "precision")  # named in a headline even where every row has them
+
+
+def compared_rows(table: Table) -> tuple[pd.DataFrame, list[str]]:
+    """The rows at the settings most rows share (batch, precision, profile...), and those settings as text."""
+    rows = table.rows
+    if table.varying:
+        keys = rows[table.varying].map(show).apply(tuple, axis=1)
+        rows = rows[keys == keys.value_counts(sort=True).index[0]]  # ties: the first in table order
+    named = [c for c in SHOWN_SETTINGS if c in rows] + [c for c in table.varying if c not in SHOWN_SETTINGS]
+    return rows, [setting(c, rows[c].iloc[0]) for c in named]
+
+
+def accuracy_spread(rows: pd.DataFrame) -> float:
+    """The largest difference in test accuracy between rows at one seed, as the parity tests measure it."""
+    worst = np.nan
+    seeds = {s for by_seed in rows["acc_by_seed"] for s in by_seed}
+    for seed in seeds:
+        accs = [by_seed[seed] for by_seed in rows["acc_by_seed"] if seed in by_seed]
+        if len(accs) > 1:
+            worst = np.nanmax([worst, max(accs) - min(accs)])
+    return float(worst)
+
+
+def total_seconds(r: dict, epochs: int) -> float:
+    """Training time of `epochs` epochs: the first (compile, warm-up), then steady ones."""
+    return r["first_epoch_s"] + (epochs - 1) * r["epoch_s"]
+
+
+def break_even_epoch(fastest: dict, others: list[dict]) -> int | None:
+    """The first epoch count at which `fastest` has trained in no more total time than every other row."""
+    epochs = 1
+    for r in others:
+        if missing(r["first_epoch_s"]) or missing(r["epoch_s"]) or total_seconds(fastest, 1) <= total_seconds(r, 1):
+            continue
+        saved_per_epoch = r["epoch_s"] - fastest["epoch_s"]
+        if saved_per_epoch <= 0:
+            return None  # it started later and never runs faster: it never catches up
+        extra = (fastest["first_epoch_s"] - r["first_epoch_s"]) / saved_per_epoch
+        epochs = max(epochs, 1 + math.ceil(extra - 1e-9))  # 1e-9: 2.0 / 0.01 must not round up to 201
+    return epochs
+
+
+def headline(table: Table) -> Headline:
+    rows, settings = compared_rows(table)
+    measured = rows[rows["sps_median"].notna()]
+    fastest = measured.loc[measured["sps_median"].idxmax()].to_dict() if len(measured) else None
+    idiomatic: dict[str, dict | None] = {}
+    for r in rows.to_dict("records"):
+        name = f"{framework_label(r)} {idiomatic_mode(r['framework']) or r['mode']}"
+        idiomatic[name] = r if r["label"] == name else idiomatic.get(name)
+    others = [r for r in measured.to_dict("records") if fastest and r["label"] != fastest["label"]]
+    return Headline(table, rows, settings, fastest, idiomatic, accuracy_spread(rows), TOLERANCE.get(table.model),
+                    break_even_epoch(fastest, others) if fastest else None)
+
+
+def headlines(tables: list[Table]) -> list[Headline]:
+    """One headline per table of the main comparison (the seeds' recipes come later)."""
+    return [headline(t) for t in tables if not t.recipe]
+
+
+def native_vs_equal(tables: list[Table]) -> pd.DataFrame:
+    """Per framework and mode, the native profile's training rate and accuracy against the equal profile's."""
+    out = []
+    for t in tables:
+        if "profile" not in t.varying:
+            continue
+        # a native row pairs with the equal row of its framework, mode, batch and epochs; precision
+        # is the framework's default in native, so equal's float32 is its partner
+        key = ["label"] + [c for c in ("batch_size", "epochs") if c in t.varying]
+        native = t.rows[t.rows["profile"] == "native"]
+        equal = t.rows[t.rows["profile"] == "equal"].sort_values(
+            "precision", key=lambda p: p != "float32", kind="stable").drop_duplicates(key)
+        for e in native.merge(equal, on=key, suffixes=("_n", "_e")).to_dict("records"):
+            out.append({"table": t.title, "row": ", ".join([e["label"]] + [setting(c, e[c]) for c in key[1:]]),
+                        "equal samples/s": e["sps_median_e"], "native samples/s": e["sps_median_n"],
+                        "native ÷ equal": e["sps_median_n"] / e["sps_median_e"],
+                        "equal accuracy": e["acc_mean_e"], "native accuracy": e["acc_mean_n"]})
+    return pd.DataFrame(out)
+
+
+def framework_tax(table: Table) -> pd.DataFrame:
+    """Host time per step against device time per step for a GPU table's rows, and where each mode turns device-bound."""
+    rows = table.rows[table.rows["gpu_busy_s"].notna() & table.rows["steps_per_epoch"].notna()]
+    if rows.empty:
+        return pd.DataFrame()
+    varying = [c for c in table.varying if c != "batch_size"]
+    bound_from = {}
+    for label, g in rows.groupby(["label"] + varying, sort=False):
+        if g["batch_size"].nunique() > 1:  # a sweep: the smallest batch at which the device is the bottleneck
+            bound = g[g["gpu_util"] >= DEVICE_BOUND]["batch_size"]
+            bound_from[label] = f"batch {bound.min()}" if len(bound) else f"not up to batch {g['batch_size'].max()}"
+    out = []
+    for r in rows.to_dict("records"):
+        key = tuple([r["label"]] + [r[c] for c in varying])
+        out.append({"row": ", ".join([r["label"]] + [setting(c, r[c]) for c in table.varying]),
+                    "host ms/step": 1000 * r["epoch_s"] / r["steps_per_epoch"],
+                    "device ms/step": 1000 * r["gpu_busy_s"] / r["steps_per_epoch"],
+                    "GPU busy": r["gpu_util"], "device-bound from": bound_from.get(key, "—")})
+    return pd.DataFrame(out)

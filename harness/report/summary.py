@@ -1,0 +1,253 @@
+"""Summarising: the cells of a table pooled into one row per configuration, and the tables themselves.
+
+A table is one machine, one data set (subset and recipe included), one model and one device:
+rows compare only within it. A row is a framework and mode; a setting that varies between
+the rows (batch size, precision, profile) is a column, one that does not is the table's note.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from harness.results import STATUSES, slug
+
+TABLE_KEY = ["machine", "table", "model", "device"]
+NAMED = ["framework", "backend", "mode"]  # a row's label
+# Cell fields that are not settings: seeds are pooled; hyper_batch_size/epochs repeat batch_size/epochs.
+NOT_CONFIG = {"id", "seed", "hyper_seed", "hyper_batch_size", "hyper_epochs"}
+# The settings a person chooses, by the name a table uses: a column where they differ between
+# rows, else named in the table's note. Any other setting that differs (an optimizer's eps, a
+# framework setting) is in the table's fairness block.
+NOTE_SETTINGS = {"profile": "profile", "batch_size": "batch", "precision": "precision", "epochs": "epochs",
+                 "hyper_optimizer": "optimizer", "hyper_lr": "lr", "threads": "threads"}
+ACCURACY_TARGET = 0.97  # "time to 97%": the accuracy a tutorial's MNIST model is expected to reach
+
+
+def missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def show(v) -> str:
+    """A setting's value as text: '—' for none, floats without trailing zeros."""
+    return "—" if missing(v) else f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def field_name(column_name: str) -> str:
+    """A flat column as the result file names it: env_settings_threads -> settings.threads."""
+    for prefix, dotted in (("env_settings_", "settings."), ("hyper_", "hyper."), ("dataset_", "dataset.")):
+        if column_name.startswith(prefix):
+            return dotted + column_name.removeprefix(prefix)
+    return column_name
+
+
+def setting(name: str, v) -> str:
+    """A setting as a table names it: 'batch 32', 'threads all'."""
+    return f"{NOTE_SETTINGS.get(name, name)} {'all' if name == 'threads' and v == 0 else show(v)}"
+
+
+def first(values):
+    return next((v for v in values if not missing(v)), None)
+
+
+def median(values) -> float:
+    values = [v for v in values if not missing(v)]
+    return float(np.median(values)) if values else np.nan
+
+
+def metric(r: dict, name: str):
+    """A metric's median where the cell recorded a spread, else its number (or None)."""
+    return first([r.get(f"{name}_median"), r.get(name)])
+
+
+def column(df: pd.DataFrame, name: str) -> pd.Series:
+    return df[name] if name in df else pd.Series(None, index=df.index, dtype=object)
+
+
+def framework_label(r) -> str:
+    """torch, or keras[jax] for a Keras backend."""
+    return r["framework"] + ("" if missing(r["backend"]) else f"[{r['backend']}]")
+
+
+def row_label(r) -> str:
+    return f"{framework_label(r)} {r['mode']}"
+
+
+def framework_modes(framework: str) -> tuple[str, ...]:
+    """A framework's modes, its idiomatic one (the code its users write) first; () if unknown."""
+    from impls.records import FRAMEWORKS  # framework-free: names and modes only
+
+    record = FRAMEWORKS.get(framework)
+    return record.modes if record else ()
+
+
+def idiomatic_mode(framework: str) -> str | None:
+    """torch eager, jax step, keras fit: a framework's first mode."""
+    return next(iter(framework_modes(framework)), None)
+
+
+def mode_rank(rows: pd.DataFrame) -> pd.Series:
+    """Where each row's mode stands in its framework's list: the idiomatic mode first."""
+    return rows.apply(lambda r: (framework_modes(r["framework"]) + (r["mode"],)).index(r["mode"]), axis=1)
+
+
+def config_columns(df: pd.DataFrame) -> list[str]:
+    """Columns that say what a cell ran, apart from its seed: the result files' cell fields."""
+    fields = set().union(*column(df, "cell_fields").dropna())
+    return [c for c in df.columns if c in fields and c not in NOT_CONFIG]
+
+
+def settings_columns(df: pd.DataFrame) -> list[str]:
+    """The configuration apart from a row's table and label: what may vary between rows."""
+    return [c for c in config_columns(df) if c not in TABLE_KEY + NAMED]
+
+
+def training_clock(r: dict) -> np.ndarray:
+    """Training seconds at the end of each epoch (evaluation excluded, as the harness times it).
+
+    The CUPTI-traced epoch counts at a steady epoch's time: tracing, not training, slowed it.
+    """
+    c = r["curves"]
+    steady = median(r.get("steady_epoch_s") or [])
+    seconds = [steady if e == c.get("profiled_epoch") and not missing(steady) else s
+               for e, s in zip(c["epoch"], c["epoch_s"])]
+    return np.cumsum(np.asarray(seconds, np.float64))
+
+
+def time_to_target(r: dict) -> float:
+    """Training seconds until test accuracy first reached ACCURACY_TARGET, or NaN."""
+    for elapsed, acc in zip(training_clock(r), r["curves"]["test_accuracy"]):
+        if not missing(acc) and acc >= ACCURACY_TARGET:
+            return float(elapsed)
+    return np.nan
+
+
+def configuration(key: tuple, g: pd.DataFrame, keys: list[str]) -> dict:
+    """Every number the tables show for one configuration, its seeds pooled."""
+    ok = g[g["status"] == "ok"].to_dict("records")
+    # each steady epoch of each seed is one sample of the training rate (samples it trained / its seconds)
+    times = [t for r in ok for t in (r.get("steady_epoch_s") or [])]
+    rates = [r["samples_per_epoch"] / t for r in ok for t in (r.get("steady_epoch_s") or [])]
+    q = np.percentile(rates, [0, 25, 50, 75, 100]) if rates else [np.nan] * 5
+    # Accuracy is a sample over seeds: a seed run twice (say, in two result folders) is
+    # one seed, at its runs' mean; its timings all count, each run being a new process.
+    by_seed: dict = {}
+    for r in ok:
+        if not missing(r["test_accuracy"]):
+            by_seed.setdefault(r["seed"], []).append(r["test_accuracy"])
+    by_seed = {seed: float(np.mean(v)) for seed, v in by_seed.items()}
+    acc = list(by_seed.values())
+    counts = g["status"].value_counts().reindex(STATUSES).dropna().astype(int)
+    rss = [r["peak_rss_mb"] for r in ok if not missing(r.get("peak_rss_mb"))]  # a peak: the largest seed's
+    head = dict(zip(keys, key))
+    return {
+        **head, "label": row_label(head), "acc_by_seed": by_seed, "acc_values": acc,
+        "acc_mean": np.mean(acc) if acc else np.nan,
+        "acc_sd": np.std(acc, ddof=1) if len(acc) > 1 else np.nan,  # the sample sd over seeds
+        "val_mean": median(r.get("val_accuracy") for r in ok),
+        "first_epoch_s": median(r["first_epoch_s"] for r in ok), "epoch_s": median(times),
+        **dict(zip(["sps_min", "sps_q1", "sps_median", "sps_q3", "sps_max"], q)),
+        "steps_per_epoch": median(r.get("steps_per_epoch") for r in ok),
+        "time_to_target_s": median(time_to_target(r) for r in ok),
+        "infer_sps": median(metric(r, "infer_samples_per_s") for r in ok),
+        "latency_ms": median(r.get("latency_b1_ms_p50") for r in ok),
+        "gpu_busy_s": median(metric(r, "gpu_busy_s") for r in ok),
+        "gpu_util": median(metric(r, "gpu_utilization") for r in ok),
+        "gpu_reason": first(r.get("gpu_busy_s_reason") for r in ok),
+        "rss_mb": max(rss, default=np.nan),
+        "device_mb": median(metric(r, "peak_device_mb") for r in ok),
+        "device_reason": first(r.get("peak_device_mb_reason") for r in ok),
+        "concurrent_cells": max((int(v) for v in column(g, "env_settings_concurrent_cells") if not missing(v)),
+                                default=1),
+        "status": ", ".join(f"{s} {n}" for s, n in counts.items()),
+        "problems": [f"seed {show(r['seed'])}: {r['status']}: {r['message']}"
+                     for r in g.to_dict("records") if r["status"] != "ok"]}
+
+
+def summarise(cells: pd.DataFrame) -> pd.DataFrame:
+    """One row per configuration of each table, its seeds pooled, with its ratio to the table's fastest."""
+    config = config_columns(cells)
+    keys = TABLE_KEY + [c for c in config if c not in TABLE_KEY]
+    rows = [configuration(key, g, keys) for key, g in cells.groupby(keys, dropna=False, sort=False)]
+    out = pd.DataFrame(rows)
+    out["cell_fields"] = [tuple(config)] * len(out)
+    out["sps_iqr"] = out["sps_q3"] - out["sps_q1"]
+    # within one table, so within one device and machine: a CPU row never meets a GPU row
+    out["slowdown"] = out.groupby(TABLE_KEY, dropna=False)["sps_median"].transform("max") / out["sps_median"]
+    out["mode_rank"] = mode_rank(out)
+    order = TABLE_KEY + ["framework", "backend", "mode_rank"] + [c for c in NOTE_SETTINGS if c in out]
+    return out.sort_values(order, kind="stable", ignore_index=True)
+
+
+@dataclass
+class Table:
+    """One machine, data set, model and device: its rows and what is the same or differs between them."""
+    machine: str
+    data: str
+    model: str
+    device: str
+    rows: pd.DataFrame  # summarise()'s rows of this table
+    cells: pd.DataFrame  # the cells behind them
+    varying: list[str]  # settings that differ between rows: shown as columns
+    same: list[str] = field(default_factory=list)  # NOTE_SETTINGS equal in every row, as text
+
+    @property
+    def title(self) -> str:
+        return f"{self.data} / {self.model} on {self.device}"
+
+    @property
+    def anchor(self) -> str:
+        """The table's name in links and plot files: 'mnist-logistic-on-cpu'."""
+        return slug(self.title)
+
+    @property
+    def recipe(self) -> bool:
+        return ":" in self.data  # data_label prefixes a recipe's name
+
+    def row_names(self, rows: pd.DataFrame | None = None) -> pd.Series:
+        """Each row's label with its varying settings: 'torch eager, batch 1000'."""
+        rows = self.rows if rows is None else rows
+        return rows.apply(lambda r: ", ".join([r["label"]] + [setting(c, r[c]) for c in self.varying]), axis=1)
+
+
+def varying_settings(rows: pd.DataFrame) -> list[str]:
+    """The chosen settings (NOTE_SETTINGS) whose value differs between rows of one table."""
+    return [c for c in NOTE_SETTINGS if c in rows and rows[c].map(show).nunique() > 1]
+
+
+def tables(summary: pd.DataFrame, cells: pd.DataFrame) -> list[Table]:
+    """The summary split into tables, in machine, data, model, device order."""
+    out = []
+    for (machine, data, model, device), rows in summary.groupby(TABLE_KEY, sort=True):
+        varying = varying_settings(rows)
+        same = [setting(c, rows[c].iloc[0]) for c in NOTE_SETTINGS if c in rows and c not in varying]
+        mine = cells[(cells["machine"] == machine) & (cells["table"] == data) & (cells["model"] == model)
+                     & (cells["device"] == device)]
+        out.append(Table(machine, data, model, device, rows.reset_index(drop=True), mine, varying, same))
+    return out
+
+
+def fairness(table: Table) -> pd.DataFrame:
+    """The settings that differ between the table's rows beyond its columns: one column each, one row per row."""
+    measured = table.cells[table.cells["status"].isin(["ok", "diverged"])]  # failed cells record no settings
+    cells = measured if len(measured) else table.cells
+    # env.settings.precision describes cell.precision; the note names the cells that shared a machine
+    settings = [c for c in settings_columns(cells) + [c for c in cells if c.startswith("env_settings_")]
+                if c not in table.varying and c.removeprefix("env_settings_") not in table.varying
+                and c != "env_settings_concurrent_cells"]
+    key = NAMED + table.varying
+    values = {c: cells.groupby(key, dropna=False, sort=False)[c].agg(
+        lambda s: ", ".join(sorted(set(s.map(show))))) for c in settings}
+    frame = pd.DataFrame(values)
+    differ = [c for c in settings if frame[c].nunique() > 1]
+    frame = frame[differ].reset_index()
+    frame.index = table.row_names(frame.assign(label=frame.apply(row_label, axis=1)))
+    frame = frame.drop(columns=key).reindex(table.row_names()).fillna("—").rename(columns=field_name)
+    return frame.rename_axis("row").reset_index()
+
+
+def shared_machine(table: Table) -> list[str]:
+    """The rows whose cells ran while other cells ran on the same machine."""
+    return list(table.row_names()[table.rows["concurrent_cells"] > 1])
