@@ -157,7 +157,8 @@ def run_cell_task(cell_dict: dict, say: bool) -> dict[str, Any]:
     result["env"].setdefault("settings", {}).update(
         concurrent_cells=share.most_concurrent, cpu_affinity=share.cores)
     context = ray.get_runtime_context()
-    node = {"node_id": context.get_node_id(), "node_ip": ray.util.get_node_ip_address()}
+    node = {"node_id": context.get_node_id(), "node_ip": ray.util.get_node_ip_address(),
+            "gpu_ids": context.get_accelerator_ids().get("GPU", [])}  # the GPUs Ray gave this cell
     return {"result": result, "files": files, "node": node}
 
 
@@ -181,20 +182,17 @@ def connect(address: str | None, quiet: bool):
 
 def why_not_run(cell: Cell, path: Path, force: bool, quiet: bool, waited: bool, say) -> str | None:
     """The outcome of a cell that needs no task (skipped, done before, done elsewhere), or None."""
-    from harness.results import FINAL_STATUSES, read_result
+    from harness.results import finished
     from harness.run import missing_packages
 
-    missing = missing_packages(cell)
-    if missing:  # the workers run this same Python environment
+    if missing := missing_packages(cell):  # the workers run this same Python environment
         say(f"skip {cell.label}: {', '.join(missing)} not installed in {sys.executable}")
         return "skipped"
-    before = read_result(path)
-    if before and before["status"] in FINAL_STATUSES and not force:
-        if not quiet or waited:
-            say(f"skip {cell.label}: {'another run finished it' if waited else 'finished before'} "
-                f"({before['status']}); --force reruns it")
-        return "done elsewhere" if waited else "done before"
-    return None
+    if force or not finished(path):
+        return None
+    if not quiet or waited:
+        say(f"skip {cell.label}: {'another run' if waited else 'a run before'} finished it; --force reruns it")
+    return "done elsewhere" if waited else "done before"
 
 
 def store(out_dir: Path, cell: Cell, returned: dict) -> str:
@@ -215,7 +213,7 @@ def store_failure(out_dir: Path, cell: Cell, status: str, message: str) -> str:
     from harness.results import write_json_atomic
 
     result = failure_payload(cell, status, message)
-    result["env"]["ray"] = {"node_id": None, "node_ip": None}  # not known: the task did not return
+    result["env"]["ray"] = {"node_id": None, "node_ip": None, "gpu_ids": []}  # not known: the task did not return
     write_json_atomic(out_dir / f"{cell.id}.json", result)
     return status
 

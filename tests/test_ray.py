@@ -78,6 +78,7 @@ def test_each_ray_result_names_its_node_and_how_it_shared_it(ray_matrix):
     for result in results_by_name(out).values():
         env = result["env"]
         assert len(env["ray"]["node_id"]) == 56 and env["ray"]["node_ip"]  # Ray's hex node id
+        assert env["ray"]["gpu_ids"] == []  # a CPU cell is given no GPU
         assert env["machine"]["id"]  # taken on the worker, so an archive splits by machine
         assert len(env["settings"]["cpu_affinity"]) == 1  # 0 threads: one CPU reserved, one core
         assert env["settings"]["concurrent_cells"] in (1, 2)  # two CPUs: at most two cells at once
