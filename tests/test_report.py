@@ -5,7 +5,8 @@ cpu/ (amd-epyc-2c): torch eager seeds 0 and 1 (first epochs 3 and 5 s, steady 1.
 jax step seeds 0 and 1 (10 and 12 s, then 0.5 s; Adam eps 1e-7), jax scan seed 0 (20 s, then
 0.25 s; run beside another cell), a diverged Keras cell, torch eager and jax step in profile
 native (2.0 and 0.6 s epochs); tiny5x5/ real numpy-reference runs at batch 2 and 5, one with
-predictions and a weights file, and an out-of-memory cell; recipes/ three recipe cells;
+predictions and a weights file, and an out-of-memory cell; recipes/ three recipe cells, one
+with per-iteration losses;
 pytest_benchmark.json two benchmarks. gpu/ (nvidia-h100-80gb-hbm3): torch eager (2 s, then
 0.25 s), torch eager at batch 1000, torch cudagraph (3 s, then 0.05 s), jax step (4 s, then
 0.2 s), jax scan (5 s, then 0.04 s); epoch 3 of each is the GPU-traced one. malformed/: three
@@ -421,7 +422,7 @@ def test_every_plot_is_small_and_linked(full):
     names = {p.name for p in (out / CPU / "plots").glob("*.png")}
     assert {"mnist-logistic-on-cpu-throughput.png", "mnist-logistic-on-cpu-curves.png",
             "tiny5x5-logistic-on-cpu-digits.png", "tiny5x5-logistic-on-cpu-weights.png",
-            "tiny5x5-logistic-on-cpu-batch.png", "recipes-capacity.png"} <= names
+            "tiny5x5-logistic-on-cpu-batch.png", "recipes-capacity.png", "recipes-step-losses.png"} <= names
     assert "mnist-logistic-on-cpu-digits.png" not in names  # no result there holds predictions
 
 

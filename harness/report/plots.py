@@ -58,9 +58,13 @@ def compared_cells(table: Table, head: Headline) -> pd.DataFrame:
     return cells.assign(label=cells.apply(row_label, axis=1) if len(cells) else [])
 
 
-def palette(labels) -> dict[str, str]:
-    """One colour per row label, the same in every panel of a figure."""
-    return {label: f"C{i % 10}" for i, label in enumerate(dict.fromkeys(labels))}
+def palette(labels) -> dict[str, tuple]:
+    """One colour per row label, the same in every panel of a figure (tab20 beyond ten labels)."""
+    from matplotlib import colormaps
+
+    labels = list(dict.fromkeys(labels))
+    colours = colormaps["tab10" if len(labels) <= 10 else "tab20"].colors
+    return {label: colours[i % len(colours)] for i, label in enumerate(labels)}
 
 
 def legend_outside(fig, ax) -> None:
@@ -214,7 +218,11 @@ def step_losses(plt, cells: pd.DataFrame):
     fig, axes = plt.subplots(len(groups), 1, figsize=(WIDTH * 0.8, 0.6 + 2.4 * len(groups)), squeeze=False,
                              layout="constrained")
     for ax, ((data, model), g) in zip(axes[:, 0], groups):
-        for label, runs in g.groupby(g.apply(row_label, axis=1), sort=False):
+        # seed 004 trains one model under two optimizers: each is a line of its own
+        labels = g.apply(row_label, axis=1)
+        if g["hyper_optimizer"].nunique() > 1:
+            labels += ", " + g["hyper_optimizer"]
+        for label, runs in g.groupby(labels, sort=False):
             c = runs["curves"].iloc[0]  # the first seed: iterations of different seeds do not align
             ax.plot(np.arange(len(c["step_loss"])) * c["steps_per_point"], c["step_loss"], lw=1, label=label)
         ax.set(title=f"{data} / {model}: training loss per iteration", xlabel="iteration", yscale="log")
