@@ -31,7 +31,8 @@ def cell_env(cell: Cell) -> dict[str, str]:
     from harness.spec import framework
 
     env = dict(os.environ)
-    threads = str(cell.threads or os.cpu_count() or 1)
+    # 0 threads: every core this process may run on (under the Ray executor, those it was given)
+    threads = str(cell.threads or len(os.sched_getaffinity(0)) or 1)
     env.update({
         "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
         "TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": "1",
