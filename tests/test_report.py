@@ -472,3 +472,19 @@ def test_page_in_headless_chromium_shows_the_summary_on_the_first_screen(full, t
     shot = tmp_path / "shot.png"
     chromium("--window-size=1400,900", f"--screenshot={shot}", (out / machine / "report.html").as_uri(), cwd=tmp_path)
     assert png_size(shot) == (1400, 900)
+
+
+def test_accuracy_spread_compares_runs_of_one_seed_not_means():
+    rows = pd.DataFrame({"acc_by_seed": [{0: 0.90, 1: 0.92}, {0: 0.92, 1: 0.90}, {2: 0.5}]})
+    assert headline.accuracy_spread(rows) == pytest.approx(0.02)  # equal means, 0.02 apart at each seed
+
+
+def test_ratios_stay_within_one_device_of_one_machine(tmp_path):
+    shutil.copytree(FIXTURES / "gpu", tmp_path / "gpu")
+    doc = json.loads((tmp_path / "gpu" / "jax-step-s0.json").read_text())
+    doc["cell"]["device"] = "cpu"  # a CPU cell on the GPU machine: 300,000 samples/s
+    (tmp_path / "gpu" / "jax-step-s0.json").write_text(json.dumps(doc))
+    rows = summary.summarise(read.read_results([tmp_path]))
+    assert rows.query("device == 'cpu'")["slowdown"].tolist() == [1.0]
+    assert rows.query("device == 'cuda' and label == 'torch eager' and batch_size == 100")["slowdown"].tolist() == [
+        pytest.approx(1_500_000 / 240_000)]
