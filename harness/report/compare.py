@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from harness.report.summary import NOTE_SETTINGS, field_name, settings_columns, show
+from harness.report.summary import CHOSEN_SETTINGS, field_name, settings_columns, show
 from harness.spec import HarnessError
 
 # A regression (only between two archives of one machine): B trains or infers this fraction
@@ -22,7 +22,7 @@ SLOWDOWN_THRESHOLD = 0.10
 # accuracy by a few tenths of a point, a whole point is a change in what was learned.
 ACCURACY_DROP_THRESHOLD = 0.01
 MACHINE_SETTINGS = ("device", "threads")  # differ with the machine: named, not matched on
-KEY = ["table", "model", "framework", "backend", "mode"] + [c for c in NOTE_SETTINGS if c not in MACHINE_SETTINGS]
+KEY = ["table", "model", "framework", "backend", "mode"] + [c for c in CHOSEN_SETTINGS if c not in MACHINE_SETTINGS]
 # What the header compares between the archives, besides the framework settings and versions.
 ENV_FIELDS = {"machine": "machine", "device": "device", "env_machine_cpu": "CPU", "env_machine_cores": "cores",
               "env_device_name": "device name", "env_machine_driver": "driver", "env_machine_cuda": "CUDA",
@@ -104,7 +104,7 @@ def compare(a: tuple[str, pd.DataFrame, pd.DataFrame], b: tuple[str, pd.DataFram
 
 def varying(rows: pd.DataFrame) -> list[str]:
     """The chosen settings that differ between a compared table's rows: its columns."""
-    return [c for c in NOTE_SETTINGS if c in rows and c not in MACHINE_SETTINGS and rows[c].nunique() > 1]
+    return [c for c in CHOSEN_SETTINGS if c in rows and c not in MACHINE_SETTINGS and rows[c].nunique() > 1]
 
 
 def tables(comparison: Comparison) -> list[tuple[str, pd.DataFrame, list[str]]]:

@@ -13,7 +13,8 @@ from harness.results import slug
 from harness.report import compare as comparing
 from harness.report.headline import DEVICE_BOUND, Headline, framework_tax, native_vs_equal
 from harness.report.render import Document, Grid, Section
-from harness.report.summary import ACCURACY_TARGET, Table, column, fairness, missing, setting, shared_machine, show
+from harness.report.summary import (ACCURACY_TARGET, CHOSEN_SETTINGS, Table, column, fairness, missing, setting,
+                                    shared_machine, show)
 
 Figures = dict[str, list[tuple[str, Path]]]  # section anchor -> (caption, PNG path)
 
@@ -120,7 +121,7 @@ def main_grid(table: Table, notes: Notes) -> Grid:
     """One row per framework and mode; empty columns dropped, their reason in the notes."""
     rows = table.rows.to_dict("records")
     frame = pd.DataFrame({"framework, mode": [r["label"] for r in rows],
-                          **{setting(c, "").strip(): [show(r[c]) for r in rows] for c in table.varying},
+                          **{CHOSEN_SETTINGS.get(c, c): [show(r[c]) for r in rows] for c in table.varying},
                           **{name: [show_fn(r) for r in rows] for name, show_fn in COLUMNS.items()}})
     for name, reason in REASONS.items():
         why = {r[reason] for r in rows if not missing(r[reason])}
@@ -134,13 +135,13 @@ def main_grid(table: Table, notes: Notes) -> Grid:
 def table_section(table: Table, figures: Figures) -> Section:
     notes = Notes()
     grid = main_grid(table, notes)
-    note = [f"Same in every row: {', '.join(table.same)}." if table.same else ""]
+    note = [f"Same in every row: {', '.join(table.same)}."] if table.same else []
     if shared := shared_machine(table):
-        note.append(f"These cells shared the machine with other cells running at the same time "
-                    f"(env.settings.concurrent_cells > 1), so their timings are not a machine to themselves: "
+        note.append("These cells shared the machine with other cells running at the same time "
+                    f"(env.settings.concurrent_cells > 1), so their timings had less than the whole machine: "
                     f"{'; '.join(shared)}.")
     fair = fairness(table)
-    blocks = [("table", grid), ("p", " ".join(n for n in note if n)), ("ul", notes.lines())]
+    blocks = [("table", grid)] + ([("p", " ".join(note))] if note else []) + [("ul", notes.lines())]
     if fair.shape[1] > 1:
         blocks.append(("details", f"Fairness: {fair.shape[1] - 1} settings differ between these rows", Grid(fair)))
     else:
@@ -248,7 +249,7 @@ def report_document(machine: str, cells: pd.DataFrame, bench: pd.DataFrame, tabl
 # ---------------------------------------------------------------- --compare
 def compare_grid(rows: pd.DataFrame, varying: list[str], same_machine: bool) -> Grid:
     frame = pd.DataFrame({
-        "framework, mode": rows["label"], **{setting(c, "").strip(): rows[c].map(show) for c in varying},
+        "framework, mode": rows["label"], **{CHOSEN_SETTINGS.get(c, c): rows[c].map(show) for c in varying},
         "A samples/s": rows["sps_median_a"].map(rate), "B samples/s": rows["sps_median_b"].map(rate),
         "B ÷ A": rows["B ÷ A"].map(times), "A first epoch s": rows["first_epoch_s_a"].map(num),
         "B first epoch s": rows["first_epoch_s_b"].map(num),

@@ -21,12 +21,13 @@ NOT_CONFIG = {"id", "seed", "hyper_seed", "hyper_batch_size", "hyper_epochs"}
 # The settings a person chooses, by the name a table uses: a column where they differ between
 # rows, else named in the table's note. Any other setting that differs (an optimizer's eps, a
 # framework setting) is in the table's fairness block.
-NOTE_SETTINGS = {"profile": "profile", "batch_size": "batch", "precision": "precision", "epochs": "epochs",
+CHOSEN_SETTINGS = {"profile": "profile", "batch_size": "batch", "precision": "precision", "epochs": "epochs",
                  "hyper_optimizer": "optimizer", "hyper_lr": "lr", "threads": "threads"}
 ACCURACY_TARGET = 0.97  # "time to 97%": the accuracy a tutorial's MNIST model is expected to reach
 
 
 def missing(v) -> bool:
+    """None or NaN: nothing was measured."""
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
@@ -45,14 +46,16 @@ def field_name(column_name: str) -> str:
 
 def setting(name: str, v) -> str:
     """A setting as a table names it: 'batch 32', 'threads all'."""
-    return f"{NOTE_SETTINGS.get(name, name)} {'all' if name == 'threads' and v == 0 else show(v)}"
+    return f"{CHOSEN_SETTINGS.get(name, name)} {'all' if name == 'threads' and v == 0 else show(v)}"
 
 
 def first(values):
+    """The first value that is not missing, or None."""
     return next((v for v in values if not missing(v)), None)
 
 
 def median(values) -> float:
+    """The median of the values that are not missing; NaN if none is."""
     values = [v for v in values if not missing(v)]
     return float(np.median(values)) if values else np.nan
 
@@ -63,6 +66,7 @@ def metric(r: dict, name: str):
 
 
 def column(df: pd.DataFrame, name: str) -> pd.Series:
+    """df[name], or a column of None where no file had that field."""
     return df[name] if name in df else pd.Series(None, index=df.index, dtype=object)
 
 
@@ -72,6 +76,7 @@ def framework_label(r) -> str:
 
 
 def row_label(r) -> str:
+    """'torch eager', 'keras[jax] fit': what names a row."""
     return f"{framework_label(r)} {r['mode']}"
 
 
@@ -177,7 +182,7 @@ def summarise(cells: pd.DataFrame) -> pd.DataFrame:
     # within one table, so within one device and machine: a CPU row never meets a GPU row
     out["slowdown"] = out.groupby(TABLE_KEY, dropna=False)["sps_median"].transform("max") / out["sps_median"]
     out["mode_rank"] = mode_rank(out)
-    order = TABLE_KEY + ["framework", "backend", "mode_rank"] + [c for c in NOTE_SETTINGS if c in out]
+    order = TABLE_KEY + ["framework", "backend", "mode_rank"] + [c for c in CHOSEN_SETTINGS if c in out]
     return out.sort_values(order, kind="stable", ignore_index=True)
 
 
@@ -191,7 +196,7 @@ class Table:
     rows: pd.DataFrame  # summarise()'s rows of this table
     cells: pd.DataFrame  # the cells behind them
     varying: list[str]  # settings that differ between rows: shown as columns
-    same: list[str] = field(default_factory=list)  # NOTE_SETTINGS equal in every row, as text
+    same: list[str] = field(default_factory=list)  # CHOSEN_SETTINGS equal in every row, as text
 
     @property
     def title(self) -> str:
@@ -204,7 +209,8 @@ class Table:
 
     @property
     def recipe(self) -> bool:
-        return ":" in self.data  # data_label prefixes a recipe's name
+        """Whether the table's cells ran a seed's recipe (shown after the main comparison)."""
+        return bool(column(self.rows, "recipe").notna().any())
 
     def row_names(self, rows: pd.DataFrame | None = None) -> pd.Series:
         """Each row's label with its varying settings: 'torch eager, batch 1000'."""
@@ -213,8 +219,8 @@ class Table:
 
 
 def varying_settings(rows: pd.DataFrame) -> list[str]:
-    """The chosen settings (NOTE_SETTINGS) whose value differs between rows of one table."""
-    return [c for c in NOTE_SETTINGS if c in rows and rows[c].map(show).nunique() > 1]
+    """The chosen settings (CHOSEN_SETTINGS) whose value differs between rows of one table."""
+    return [c for c in CHOSEN_SETTINGS if c in rows and rows[c].map(show).nunique() > 1]
 
 
 def tables(summary: pd.DataFrame, cells: pd.DataFrame) -> list[Table]:
@@ -222,7 +228,7 @@ def tables(summary: pd.DataFrame, cells: pd.DataFrame) -> list[Table]:
     out = []
     for (machine, data, model, device), rows in summary.groupby(TABLE_KEY, sort=True):
         varying = varying_settings(rows)
-        same = [setting(c, rows[c].iloc[0]) for c in NOTE_SETTINGS if c in rows and c not in varying]
+        same = [setting(c, rows[c].iloc[0]) for c in CHOSEN_SETTINGS if c in rows and c not in varying]
         mine = cells[(cells["machine"] == machine) & (cells["table"] == data) & (cells["model"] == model)
                      & (cells["device"] == device)]
         out.append(Table(machine, data, model, device, rows.reset_index(drop=True), mine, varying, same))
@@ -238,9 +244,9 @@ def fairness(table: Table) -> pd.DataFrame:
                 if c not in table.varying and c.removeprefix("env_settings_") not in table.varying
                 and c != "env_settings_concurrent_cells"]
     key = NAMED + table.varying
-    values = {c: cells.groupby(key, dropna=False, sort=False)[c].agg(
-        lambda s: ", ".join(sorted(set(s.map(show))))) for c in settings}
-    frame = pd.DataFrame(values)
+    grouped = cells.groupby(key, dropna=False, sort=False)  # one group per row of the table
+    frame = pd.DataFrame({c: grouped[c].agg(lambda s: ", ".join(sorted(set(s.map(show))))) for c in settings},
+                         index=grouped.size().index)
     differ = [c for c in settings if frame[c].nunique() > 1]
     frame = frame[differ].reset_index()
     frame.index = table.row_names(frame.assign(label=frame.apply(row_label, axis=1)))
