@@ -450,12 +450,15 @@ def chromium(*args, cwd: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=90)
 
 
-# Run in the page after load: where the summary ends and whether every image decoded.
+# Run in the page after load: where the summary ends, whether every image decoded, and how
+# many table rows stay visible once "scan" is typed into the filter box.
 PROBE = """<script>addEventListener('load', () => {
 const box = document.getElementById('summary').getBoundingClientRect();
 const broken = [...document.images].filter(i => !i.complete || i.naturalWidth === 0).length;
+const q = document.getElementById('q'); q.value = 'scan'; q.dispatchEvent(new Event('input'));
+const shown = [...document.querySelectorAll('table.rows tbody tr')].filter(r => !r.hidden).length;
 document.body.dataset.probe = JSON.stringify({summaryBottom: box.bottom, width: innerWidth,
-                                              images: document.images.length, broken});});</script>"""
+                                              images: document.images.length, broken, shown});});</script>"""
 
 
 @pytest.mark.skipif(not CHROMIUM, reason="chromium is not installed (apt-get install -y chromium)")
@@ -469,6 +472,7 @@ def test_page_in_headless_chromium_shows_the_summary_on_the_first_screen(full, t
     probe = json.loads(re.search(r'data-probe="([^"]+)"', dom).group(1).replace("&quot;", '"'))
     assert probe["width"] == 1400 and probe["summaryBottom"] <= 900
     assert probe["images"] == len(list((out / machine / "plots").glob("*.png"))) and probe["broken"] == 0
+    assert probe["shown"] == {CPU: 1, GPU: 2}[machine]  # jax scan's row of each table that has one
     shot = tmp_path / "shot.png"
     chromium("--window-size=1400,900", f"--screenshot={shot}", (out / machine / "report.html").as_uri(), cwd=tmp_path)
     assert png_size(shot) == (1400, 900)

@@ -77,10 +77,10 @@ def headline(table: Table) -> Headline:
     rows, settings = compared_rows(table)
     measured = rows[rows["sps_median"].notna()]
     fastest = measured.loc[measured["sps_median"].idxmax()].to_dict() if len(measured) else None
-    idiomatic: dict[str, dict | None] = {}
+    idiomatic: dict[str, dict | None] = {}  # every framework of the table, whether its idiomatic mode ran or not
     for r in rows.to_dict("records"):
         name = f"{framework_label(r)} {idiomatic_mode(r['framework']) or r['mode']}"
-        idiomatic[name] = r if r["label"] == name else idiomatic.get(name)
+        idiomatic[name] = r if r["label"] == name else idiomatic.get(name)  # a fast mode does not replace it
     others = [r for r in measured.to_dict("records") if fastest and r["label"] != fastest["label"]]
     return Headline(table, rows, settings, fastest, idiomatic, accuracy_spread(rows), TOLERANCE.get(table.model),
                     break_even_epoch(fastest, others) if fastest else None)

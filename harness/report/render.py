@@ -101,14 +101,14 @@ figure{margin:.8em 0}figure img{max-width:100%;height:auto}figcaption{color:#576
 .filter{position:sticky;top:0;background:#fff;padding:6px 0;z-index:2;border-bottom:1px solid #e5e8eb}
 .filter select,.filter input{margin-right:8px}
 """
-# Hide what does not match: sections by device and model, table rows by the words typed.
+# Hide what does not match: a table's section by device and model, any table row by the words typed.
 SCRIPT = """
 const q=document.getElementById('q'),dev=document.getElementById('dev'),mod=document.getElementById('mod');
 function filter(){const words=q.value.toLowerCase().split(/\\s+/).filter(Boolean);
 document.querySelectorAll('section[data-device]').forEach(s=>{
-s.hidden=(dev.value&&s.dataset.device!==dev.value)||(mod.value&&s.dataset.model!==mod.value);
-s.querySelectorAll('table.rows tbody tr').forEach(r=>{const t=r.textContent.toLowerCase();
-r.hidden=!words.every(w=>t.includes(w))})})}
+s.hidden=(dev.value&&s.dataset.device!==dev.value)||(mod.value&&s.dataset.model!==mod.value)});
+document.querySelectorAll('table.rows tbody tr').forEach(r=>{const t=r.textContent.toLowerCase();
+r.hidden=!words.every(w=>t.includes(w))})}
 [q,dev,mod].forEach(e=>e.addEventListener('input',filter));
 """
 
