@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from harness.report.summary import CHOSEN_SETTINGS, field_name, settings_columns, show
+from harness.report.summary import CHOSEN_SETTINGS, column, field_name, missing, settings_columns, show
 from harness.spec import HarnessError
 
 # A regression (only between two archives of one machine): B trains or infers this fraction
@@ -53,7 +53,8 @@ def only_machine(cells: pd.DataFrame, name: str) -> str:
 
 
 def values(cells: pd.DataFrame, c: str) -> str:
-    return ", ".join(sorted({show(v) for v in cells[c]})) if c in cells else "—"
+    """The distinct values of a field in these cells ('—' if none has it): a torch cell has no jax version."""
+    return ", ".join(sorted({show(v) for v in column(cells, c) if not missing(v)})) or "—"
 
 
 def differences(cells_a: pd.DataFrame, cells_b: pd.DataFrame) -> list[str]:
@@ -122,8 +123,9 @@ def headline(comparison: Comparison) -> list[str]:
     for (data, model), g in matched.groupby(["table", "model"], sort=False):
         ratio = g["B ÷ A"]
         acc = (g["acc_mean_b"] - g["acc_mean_a"]).abs().max()
-        lines.append(f"  {data} / {model}: B trains {ratio.median():.3g}x as fast as A (median of {len(g)}; "
-                     f"{ratio.min():.3g}x-{ratio.max():.3g}x); accuracy differs by at most {acc:.4f}")
+        spread = f"median of {len(g)}; {ratio.min():.3g}x-{ratio.max():.3g}x" if len(g) > 1 else "one configuration"
+        lines.append(f"  {data} / {model}: B trains {ratio.median():.3g}x as fast as A ({spread}); "
+                     f"accuracy differs by at most {acc:.4f}")
     if comparison.same_machine:
         regressions = (m["verdict"] == "REGRESSION").sum()
         lines.append(f"  one machine: {regressions} regressions (training or inference more than "
