@@ -89,6 +89,8 @@ def throughput(plt, table: Table, head: Headline, cells: pd.DataFrame):
     ax.invert_yaxis()  # the table's order, top to bottom
     if rows["sps_median"].max() > 50 * rows["sps_median"].min():
         ax.set_xscale("log")
+    else:  # 1,500,000 rather than 1.5 and a "1e6" in the corner
+        ax.xaxis.set_major_formatter(lambda x, _: f"{x:,.0f}")
     return fig
 
 
@@ -108,7 +110,7 @@ def learning_curves(plt, table: Table, head: Headline, cells: pd.DataFrame):
     loss.set(title="loss (solid: training, dashed: test)", xlabel="epoch", yscale="log")
     acc.set(title="test accuracy", xlabel="epoch")
     clock.set(title="test accuracy against time", xlabel="training seconds, first epoch included")
-    if max(max(filter(None, c["test_accuracy"]), default=0) for c in cells["curves"]) >= ACCURACY_TARGET - 0.05:
+    if max(max(filter(None, c["test_accuracy"]), default=0) for c in cells["curves"]) >= ACCURACY_TARGET - 0.01:
         clock.axhline(ACCURACY_TARGET, color="grey", lw=0.8, ls=":")  # "time to 97%"
     for ax in (loss, acc):
         ax.xaxis.get_major_locator().set_params(integer=True)

@@ -92,8 +92,8 @@ pre.summary{background:#f3f6f9;border-left:4px solid #2f6fb0;padding:10px 14px;w
 font:14px/1.5 ui-monospace,monospace;margin:.4em 0}
 nav{font-size:.9em;columns:3 260px;background:#fafbfc;border:1px solid #e5e8eb;padding:6px 10px}
 nav a{display:block;text-decoration:none}
-table{border-collapse:collapse;font-size:13px;margin:.4em 0}
-th,td{padding:3px 8px;border-bottom:1px solid #e5e8eb;text-align:left;vertical-align:top}
+table{border-collapse:collapse;font-size:13px;margin:.4em 0;display:block;overflow-x:auto;max-width:100%}
+th,td{padding:3px 8px;border-bottom:1px solid #e5e8eb;text-align:left;vertical-align:top}td{white-space:nowrap}
 th{background:#f3f6f9;position:sticky;top:0}td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 tr:hover td{background:#f7f9fb}.note{color:#57606a;font-size:.9em}
 details{margin:.3em 0}summary{cursor:pointer;color:#2f6fb0}
