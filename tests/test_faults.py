@@ -1,0 +1,271 @@
+"""Faults: bad input is one line before any training, every fault is a recorded failure, the
+matrix goes on, nothing is lost, and a plain rerun completes what failed.
+
+Real processes throughout: real SIGKILLs of a cell and of the runner, a real tiny tmpfs for a
+full disk, real read-only mounts (root ignores permission bits, not a read-only mount).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness import data, results
+
+ROOT = Path(__file__).resolve().parents[1]
+FAKES = ("failing=tests.fake_impls:FailingImpl,slow=tests.fake_impls:SlowImpl")
+TINY = ["--dataset", "tiny5x5", "--model", "logistic", "--batch-size", "2", "--epochs", "3"]
+
+
+def run(*args, out, cwd=ROOT, env=None, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "FWCOMPARE_IMPLS": FAKES, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "harness.run", *args, "--out", str(out), "--quiet"],
+                          cwd=cwd, text=True, capture_output=True, env=env, **kw)
+
+
+def start(*args, out, env=None) -> subprocess.Popen:
+    env = {**os.environ, "FWCOMPARE_IMPLS": FAKES, **(env or {})}
+    return subprocess.Popen([sys.executable, "-m", "harness.run", *args, "--out", str(out), "--quiet"],
+                            cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+
+
+def results_in(out: Path) -> dict[str, dict]:
+    """framework -> its result, for every result file in out."""
+    return {d["cell"]["framework"]: d for d in (json.loads(p.read_text()) for p in out.glob("*.json"))}
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is pid, from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def wait_for(predicate, timeout: float = 60.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("timed out")
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def one_line(proc: subprocess.CompletedProcess) -> str:
+    """The error, asserting it is exactly one line and no traceback."""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def mount(tmp_path):
+    """mount(options) -> a fresh tmpfs folder with those mount options, unmounted afterwards."""
+    mounted = []
+
+    def make(options: str) -> Path:
+        folder = tmp_path / f"mnt{len(mounted)}"
+        folder.mkdir()
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+                              capture_output=True, text=True)
+        if proc.returncode:
+            pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip()}); needs root")
+        mounted.append(folder)
+        return folder
+
+    yield make
+    for folder in mounted:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+# ---------------------------------------------------------------- paths
+def test_a_run_started_in_another_directory_records_its_cell_where_it_reads_it(tmp_path):
+    proc = run("--framework", "numpy", *TINY, out="rel-out", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    (result,) = results_in(tmp_path / "rel-out").values()
+    assert result["status"] == "ok", result["message"]
+
+
+# ---------------------------------------------------------------- resume
+def test_failed_cells_are_rerun_by_a_plain_rerun_and_say_so(tmp_path):
+    first = run("--framework", "failing", "numpy", *TINY, out=tmp_path)
+    assert first.returncode == 1 and "run the same command again" in first.stderr
+    assert results_in(tmp_path)["failing"]["status"] == "error"
+    again = run("--framework", "failing", "numpy", *TINY, out=tmp_path)
+    assert "rerun tiny5x5-logistic-failing" in again.stderr and "it ended error before" in again.stderr
+    assert "1 done before" in again.stdout and "1 error" in again.stdout
+
+
+def test_a_file_that_is_not_a_valid_result_is_not_finished(tmp_path):
+    run("--framework", "numpy", *TINY, out=tmp_path)
+    (path,) = tmp_path.glob("*.json")
+    path.write_text(json.dumps({"status": "ok"}))  # parses, has a status, is no result
+    assert not results.finished(path)
+    again = run("--framework", "numpy", *TINY, out=tmp_path)
+    assert "1 ok" in again.stdout and results.finished(path)
+
+
+def test_a_killed_cell_is_recorded_as_killed_not_oom_and_a_rerun_completes_it(tmp_path):
+    slow = {"FWCOMPARE_TEST_EPOCH_S": "2"}
+    runner = start("--framework", "slow", "numpy", *TINY, out=tmp_path, env=slow)
+    (cell_pid,) = wait_for(lambda: children(runner.pid))
+    time.sleep(0.5)
+    os.kill(cell_pid, signal.SIGKILL)
+    _, err = runner.communicate(timeout=120)
+    assert runner.returncode == 1, err
+    cells = results_in(tmp_path)
+    assert cells["slow"]["status"] == "killed" and "killed by SIGKILL" in cells["slow"]["message"]
+    assert cells["numpy"]["status"] == "ok"  # the matrix went on
+    rerun = run("--framework", "slow", "numpy", *TINY, out=tmp_path, env={"FWCOMPARE_TEST_EPOCH_S": "0"})
+    assert rerun.returncode == 0 and results_in(tmp_path)["slow"]["status"] == "ok", rerun.stderr
+
+
+def test_a_killed_runner_leaves_no_orphan_cell_and_no_temp_folder(tmp_path):
+    runner = start("--framework", "slow", *TINY, out=tmp_path, env={"FWCOMPARE_TEST_EPOCH_S": "3"})
+    (cell_pid,) = wait_for(lambda: children(runner.pid))
+    runner.kill()
+    runner.communicate(timeout=30)
+    wait_for(lambda: not alive(cell_pid), timeout=10)  # the cell died with its runner
+    assert not list(tmp_path.glob("*.json"))  # no half-made or "error" result left behind
+    rerun = run("--framework", "slow", *TINY, out=tmp_path, env={"FWCOMPARE_TEST_EPOCH_S": "0"})
+    assert rerun.returncode == 0 and results_in(tmp_path)["slow"]["status"] == "ok"
+    assert not list((tmp_path / ".scratch").iterdir())
+
+
+# ---------------------------------------------------------------- the output folder
+def test_a_full_disk_is_a_recorded_failure_and_the_matrix_goes_on(mount):
+    out = mount("size=4k")  # one page: room for the lock and probe files, not for a result
+    proc = run("--framework", "numpy", *TINY, "--seed", "0", "1", out=out)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.count("could not be written") == 2  # both cells tried: the matrix went on
+    assert "2 write failed" in proc.stdout
+
+
+@pytest.mark.parametrize("kind", ["read-only", "a file"])
+def test_an_out_folder_that_cannot_hold_results_is_refused_before_training(tmp_path, mount, kind):
+    if kind == "read-only":
+        out, expected = mount("ro,size=64k"), "is not writable"
+    else:
+        out, expected = tmp_path / "results.json", "is a file"
+        out.write_text("{}")
+    proc = run("--framework", "numpy", *TINY, out=out)
+    assert proc.returncode == 2 and expected in one_line(proc)
+
+
+def test_two_runs_on_one_folder_never_train_the_same_cell_at_once(tmp_path):
+    trained = tmp_path / "trained-by"
+    trained.mkdir()
+    env = {"FWCOMPARE_TEST_EPOCH_S": "1", "FWCOMPARE_TEST_PID_DIR": str(trained)}
+    first = start("--framework", "slow", *TINY, out=tmp_path / "out", env=env)
+    wait_for(lambda: children(first.pid))
+    second = run("--framework", "slow", *TINY, out=tmp_path / "out", env=env, timeout=120)
+    first.communicate(timeout=120)
+    assert first.returncode == 0 and second.returncode == 0, second.stderr
+    assert "another run on" in second.stderr and "another run finished it" in second.stderr
+    assert "1 done elsewhere" in second.stdout
+    assert [p.name for p in trained.iterdir()] == [str(first.pid)]  # trained by the first run only
+
+
+# ---------------------------------------------------------------- bad options
+@pytest.mark.parametrize("option", [
+    ["--lr", "nan"], ["--lr", "inf"], ["--lr", "0"], ["--eps", "-1"], ["--eps", "0"], ["--seed", "-1"],
+    ["--threads", "-3"], ["--batch-size", "0"], ["--epochs", "0"]])
+def test_meaningless_numbers_are_refused_in_one_line(tmp_path, option):
+    proc = run("--framework", "numpy", *TINY, *option, out=tmp_path)
+    assert proc.returncode == 2 and option[0] in one_line(proc)
+    assert not list(tmp_path.glob("*.json"))
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["--recipe", "force-of-mlp", "--model", "cnn"], "drop --model"),
+    (["--recipe", "vanangamudi", "--lr", "0.1", "--optimizer", "adam"], "drop --optimizer, --lr"),
+    (["--plan", "gpu-quick", "--epochs", "1"], "drop --epochs"),
+    (["--framework", "numpy", "jax", "--mode", "reference"], "jax has none of the modes reference"),
+])
+def test_options_that_would_be_ignored_are_refused_in_one_line(tmp_path, argv, expected):
+    proc = run(*argv, out=tmp_path)
+    assert proc.returncode == 2 and expected in one_line(proc)
+
+
+def test_a_run_whose_every_cell_is_skipped_fails(tmp_path):
+    from tests.conftest import installed
+
+    absent = [f for f in ("torch", "keras", "jax") if not installed(f)]
+    if not absent:
+        pytest.skip("every framework is installed here")
+    proc = run("--framework", absent[0], *TINY, out=tmp_path)
+    assert proc.returncode == 1 and "nothing ran" in proc.stderr
+
+
+# ---------------------------------------------------------------- data
+def mnist_like(tmp_path: Path, **override) -> Path:
+    """MNIST's real arrays with some replaced, as a Keras-format npz."""
+    raw = data.load_raw("mnist")
+    arrays = {k: getattr(raw, k) for k in data.IDX_NAMES} | override
+    path = tmp_path / "mnist.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize("case,expected", [
+    ("100 images, 60000 labels", "100 train images but 60000 train labels"),
+    ("one-hot labels", "expected (N,) class numbers"),
+    ("label 10", "labels must be 0-9"),
+])
+def test_data_that_does_not_fit_together_is_refused_in_one_line(tmp_path, case, expected):
+    raw = data.load_raw("mnist")
+    override = {"100 images, 60000 labels": {"x_train": raw.x_train[:100]},
+                "one-hot labels": {"y_train": np.eye(10, dtype=np.uint8)[raw.y_train]},
+                "label 10": {"y_test": np.where(raw.y_test == 9, 10, raw.y_test).astype(np.uint8)}}[case]
+    path = mnist_like(tmp_path, **override)
+    proc = run("--framework", "numpy", "--model", "logistic", "--epochs", "1", out=tmp_path / "out",
+               env={"FWCOMPARE_MNIST": str(path)})
+    assert proc.returncode == 2 and expected in one_line(proc)
+    assert not list((tmp_path / "out").glob("*.json"))
+
+
+def test_every_result_names_its_data_and_machine_and_the_cell_id_the_data(tmp_path):
+    run("--framework", "numpy", *TINY, out=tmp_path)
+    (result,) = results_in(tmp_path).values()
+    digest = data.load_raw("tiny5x5").sha256
+    assert result["data"]["sha256"] == digest and result["cell"]["data_sha256"] == digest
+    assert f"-d{digest[:8]}-" in result["cell"]["id"] and result["data"]["source"]
+    machine = result["env"]["machine"]
+    assert machine["id"] and machine["cores"] == os.cpu_count() and machine["cpu"]
+
+
+def test_a_cache_that_cannot_be_written_warns_and_the_data_still_load(mount, monkeypatch, capsys):
+    monkeypatch.setenv(data.CACHE_ENV, str(mount("ro,size=64k")))
+    raw = data.load_raw("tiny5x5")
+    assert data.write_cache("mnist", raw) is None
+    assert "cannot write the mnist cache" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- the parity env
+def test_the_parity_env_alone_says_in_one_line_which_envs_make_its_results(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "pytest", "tests/test_accuracy_parity.py", "-q",
+                           "-p", "no:cacheprovider"], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "FWCOMPARE_PARITY_DIR": str(tmp_path)})
+    assert proc.returncode == 1
+    assert "run `tox -e test-torch,test-keras,test-jax` first" in proc.stdout
+    assert "Traceback" not in proc.stdout and "assert" not in proc.stdout
