@@ -329,6 +329,19 @@ def test_compare_on_one_machine_flags_a_regression_beyond_its_threshold(tmp_path
     assert code == (1 if verdict_after == "REGRESSION" else 0)
 
 
+def test_compare_matches_devices_where_both_archives_ran_on_one(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(FIXTURES / "cpu" / "mnist", a)
+    shutil.copytree(FIXTURES / "cpu" / "mnist", b)
+    doc = json.loads((a / "torch-eager-s0.json").read_text())  # A also ran torch eager on its GPU
+    doc["cell"]["device"] = "cuda"
+    (a / "torch-eager-cuda-s0.json").write_text(json.dumps(doc))
+    run_report("--compare", a, b, "--out-dir", tmp_path)
+    written = (tmp_path / "COMPARE.md").read_text()
+    assert "only in A" in written  # the GPU row meets no CPU row of B
+    assert "device: cpu" not in written.split("## Settings that differ", 1)[-1].split("\n\n")[1]
+
+
 def test_compare_refuses_a_folder_of_two_machines(tmp_path):
     with pytest.raises(HarnessError, match="holds results of 2 machines"):
         run_report("--compare", FIXTURES, FIXTURES / "gpu", "--out-dir", tmp_path)

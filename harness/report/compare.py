@@ -1,9 +1,10 @@
 """Two archives side by side (say a GPU machine's and a CPU machine's): per framework and mode, B against A.
 
 Rows match on data, model, framework, mode and the settings a person chooses (profile,
-batch, precision, epochs, optimizer, lr); everything else that differs between the archives
-(machine, device, threads, versions, framework settings, an optimizer's eps) is named above
-the tables. On one machine a slower B is a regression, and the exit code says so.
+batch, precision, epochs, optimizer, lr), and on the device too where both archives ran on
+one (so a GPU machine's CPU rows meet only CPU rows); everything else that differs between
+the archives (machine, device, threads, versions, framework settings, an optimizer's eps)
+is named above the tables. On one machine a slower B is a regression, and the exit code says so.
 """
 from __future__ import annotations
 
@@ -57,10 +58,10 @@ def values(cells: pd.DataFrame, c: str) -> str:
     return ", ".join(sorted({show(v) for v in column(cells, c) if not missing(v)})) or "—"
 
 
-def differences(cells_a: pd.DataFrame, cells_b: pd.DataFrame) -> list[str]:
+def differences(cells_a: pd.DataFrame, cells_b: pd.DataFrame, key: list[str]) -> list[str]:
     """Settings and environment that differ between the compared cells of A and of B, as 'name: A → B'."""
-    in_both = set(keys(cells_a)) & set(keys(cells_b))
-    cells_a, cells_b = cells_a[keys(cells_a).isin(in_both)], cells_b[keys(cells_b).isin(in_both)]
+    in_both = set(keys(cells_a, key)) & set(keys(cells_b, key))
+    cells_a, cells_b = cells_a[keys(cells_a, key).isin(in_both)], cells_b[keys(cells_b, key).isin(in_both)]
     fields = dict(ENV_FIELDS)
     for frame in (cells_a, cells_b):
         fields.update({c: field_name(c) for c in settings_columns(frame) + [c for c in frame if c.startswith("env_settings_")]})
@@ -74,9 +75,9 @@ def differences(cells_a: pd.DataFrame, cells_b: pd.DataFrame) -> list[str]:
     return out
 
 
-def keys(frame: pd.DataFrame) -> pd.Series:
+def keys(frame: pd.DataFrame, key: list[str]) -> pd.Series:
     """What a row or cell is matched on, as text (None matches None)."""
-    return frame[KEY].map(show).apply(tuple, axis=1)
+    return frame[key].map(show).apply(tuple, axis=1)
 
 
 def verdicts(m: pd.DataFrame, same_machine: bool) -> np.ndarray:
@@ -91,16 +92,18 @@ def compare(a: tuple[str, pd.DataFrame, pd.DataFrame], b: tuple[str, pd.DataFram
     """B against A, each given as (name, summary, cells) of one machine."""
     (name_a, summary_a, cells_a), (name_b, summary_b, cells_b) = a, b
     same_machine = only_machine(cells_a, name_a) == only_machine(cells_b, name_b)
-    both = [s.assign(key=keys(s)) for s in (summary_a, summary_b)]
+    shared_device = set(cells_a["device"]) & set(cells_b["device"])
+    key = KEY + ["device"] if shared_device else KEY
+    both = [s.assign(key=keys(s, key)) for s in (summary_a, summary_b)]
     m = both[0].merge(both[1], on="key", how="outer", suffixes=("_a", "_b"))
-    for c in KEY:
+    for c in key:
         m[c] = m[f"{c}_a"].combine_first(m[f"{c}_b"])
     m["label"] = m["label_a"].fillna(m["label_b"])
     m["B ÷ A"] = m["sps_median_b"] / m["sps_median_a"]
     m["verdict"] = verdicts(m, same_machine)
     sort = ["table", "model", "framework", "backend"] + [f"mode_rank_{s}" for s in "ab"]
     m = m.sort_values(sort, kind="stable", ignore_index=True)
-    return Comparison(name_a, name_b, m, differences(cells_a, cells_b), same_machine)
+    return Comparison(name_a, name_b, m, differences(cells_a, cells_b, key), same_machine)
 
 
 def varying(rows: pd.DataFrame) -> list[str]:
