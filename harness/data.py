@@ -485,3 +485,21 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     cli_main(main)
+
+
+def write_idx_folder(raw: Raw, folder: str | Path) -> Path:
+    """raw's four arrays as uncompressed IDX files in folder/MNIST/raw; returns folder.
+
+    That is the layout torchvision.datasets.MNIST(folder, download=False) reads: it looks
+    for train-images-idx3-ubyte and the rest, unzipped, under <root>/MNIST/raw.
+    """
+    from harness.results import write_atomic
+
+    raw_dir = Path(folder) / "MNIST" / "raw"
+    for key, name in IDX_NAMES.items():
+        array = np.ascontiguousarray(getattr(raw, key), np.uint8)
+        # magic: two zero bytes, 0x08 (unsigned bytes), the number of dimensions; then each
+        # dimension as a big-endian uint32
+        header = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
+        write_atomic(raw_dir / name, lambda f: f.write(header + array.tobytes()))  # called at once
+    return Path(folder)
