@@ -269,3 +269,28 @@ def test_the_parity_env_alone_says_in_one_line_which_envs_make_its_results(tmp_p
     assert proc.returncode == 1
     assert "run `tox -e test-torch,test-keras,test-jax` first" in proc.stdout
     assert "Traceback" not in proc.stdout and "assert" not in proc.stdout
+
+
+# ---------------------------------------------------------------- the report's output
+def test_the_report_replaces_a_planted_link_and_never_writes_through_it(tmp_path):
+    run("--framework", "numpy", *TINY, out=tmp_path / "runs")
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "REPORT.md").symlink_to(target)
+    proc = subprocess.run([sys.executable, "-m", "harness.report", "runs", "--out-dir", "out"], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert target.read_text() == "keep me"
+    assert not (tmp_path / "out" / "REPORT.md").is_symlink() and f"wrote {tmp_path / 'out'}" in proc.stdout
+
+
+def test_by_default_runs_and_reports_go_to_git_ignored_folders_of_the_checkout():
+    from harness.report.__main__ import parser as report_parser
+    from harness.run import parser as run_parser
+
+    out, report = run_parser().parse_args([]).out, report_parser().parse_args([]).out_dir
+    assert out == results.WORKSPACE and report == results.REPORT_DIR and out.is_absolute()
+    probes = [str(p.relative_to(ROOT) / "x.json") for p in (out, report)]
+    ignored = subprocess.run(["git", "check-ignore", *probes], cwd=ROOT, capture_output=True, text=True)
+    assert ignored.stdout.split() == probes
