@@ -67,7 +67,7 @@ class ModelSpec:
     name: str
     input_shape: tuple[int, int, int]  # (H, W, C)
     layers: tuple[Layer, ...]
-    params: int  # the count DESIGN.md states; checked against param_shapes() by the tests
+    params: int  # the count the README states; checked against param_shapes() by the tests
     about: str = ""
 
     def shapes(self) -> list[tuple[Layer, tuple[int, ...], tuple[int, ...]]]:
