@@ -334,7 +334,7 @@ class Parser(argparse.ArgumentParser):
 
 def parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m harness.run", description=__doc__.split("\n")[0],
-               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+               epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
     d = Hyper()
     names = ", ".join(frameworks())
     p.add_argument("--framework", nargs="+", help=f"of {names} (default {' '.join(default_frameworks())})")
@@ -342,24 +342,27 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", nargs="+", help="default: each framework's idiomatic (first) mode")
     p.add_argument("--profile", nargs="+", help=f"of {', '.join(PROFILES)} (default {' '.join(DEFAULT_PROFILES)})")
     p.add_argument("--backend", nargs="+", default=[os.environ.get("KERAS_BACKEND", "tensorflow")],
-                   help="Keras backends, of tensorflow, jax, torch")
+                   help="Keras backends, of tensorflow, jax, torch (default $KERAS_BACKEND, else tensorflow)")
     p.add_argument("--dataset", nargs="+", help="of mnist, fashion, tiny5x5 (default mnist)")
     p.add_argument("--recipe", help="a seed's recipe from harness/recipes.py (sets data, models, optimizer)")
     p.add_argument("--plan", help=f"a named set of matrices ({', '.join(PLANS)}; see PLANS in harness/run.py), "
                                   "in place of the axis options")
     p.add_argument("--batch-size", nargs="+", type=positive_int, help=f"default {d.batch_size}, or the recipe's")
-    p.add_argument("--seed", nargs="+", type=non_negative_int, default=[d.seed])
+    p.add_argument("--seed", nargs="+", type=non_negative_int, default=[d.seed], help=f"default {d.seed}")
     p.add_argument("--precision", nargs="+", help=f"of {', '.join(PRECISIONS[:3])} (default float32; "
                                                   "profile native always runs the framework's default)")
-    p.add_argument("--device", nargs="+", default=["cpu"], help=f"of {', '.join(DEVICES)}")
+    p.add_argument("--device", nargs="+", default=["cpu"], help=f"of {', '.join(DEVICES)} (default cpu)")
     p.add_argument("--epochs", type=positive_int, help=f"default {d.epochs}, or the recipe's")
     p.add_argument("--optimizer", help=f"adam or sgd (default {d.optimizer})")
     p.add_argument("--lr", type=positive_float, help=f"learning rate (default {d.lr})")
     p.add_argument("--eps", type=positive_float, help=f"Adam epsilon in profile equal (default {d.eps})")
     p.add_argument("--init", default=d.init, choices=("canonical", "native"),
-                   help="profile equal's initial weights: the harness's (canonical) or each framework's own")
-    p.add_argument("--threads", type=non_negative_int, default=0, help="CPU threads per cell; 0 = all cores")
-    p.add_argument("--out", type=Path, default=WORKSPACE, help="folder for the result files")
+                   help="profile equal's initial weights: the harness's (canonical, the default) or each "
+                        "framework's own")
+    p.add_argument("--threads", type=non_negative_int, default=0,
+                   help="CPU threads per cell (default 0: every core the cell may use)")
+    p.add_argument("--out", type=Path, default=WORKSPACE,
+                   help="folder for the result files (default results/runs of this checkout)")
     p.add_argument("--force", action="store_true", help="rerun cells that already ended ok or diverged")
     p.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines (CI)")
     p.add_argument("--executor", choices=("local", "ray"), default="local",
