@@ -122,6 +122,10 @@ def mnist_loader(data, batch_size: int, transform) -> torch.utils.data.DataLoade
 
     from harness.data import Raw, write_idx_folder
 
+    if data.spec.normalize:
+        raise HarnessError("profile native's torch cells normalise as torchvision's users do "
+                           "(transforms.Normalize); run them on data without normalize")
+
     def stored(x):  # the harness's float32 images back to the uint8 they were read as
         return np.rint(x[..., 0] * 255).astype(np.uint8)
 
