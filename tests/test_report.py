@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import html
 import io
 import json
 import re
@@ -454,6 +455,17 @@ def test_page_is_small_self_contained_and_has_contents_and_filters(full):
     assert not re.search(r"""(src|href)=["']?(https?:|//)""", text)  # nothing fetched from outside
     assert '<nav><a href="#mnist-logistic-on-cpu">' in text and '<section id="mnist-logistic-on-cpu"' in text
     assert 'data-device="cpu" data-model="logistic"' in text and "<select id=\"dev\">" in text
+
+
+def test_page_shows_the_mlp_as_each_framework_writes_it_read_from_the_impl_files(full):
+    out, _, _ = full
+    text = (out / CPU / "report.html").read_text()
+    section = text.split('<section id="the-mlp-in-each-framework"', 1)[1].split("</section>", 1)[0]
+    for name in ("torch", "jax", "keras"):
+        source = (ROOT / "impls" / f"{name}_impl.py").read_text()
+        definition = source.split("# mlp: begin\n", 1)[1].split("# mlp: end", 1)[0].rstrip()
+        assert html.escape(definition) in section  # the file's lines, not a copy kept elsewhere
+    assert section.count("<pre>") == 3
 
 
 def chromium(*args, cwd: Path) -> subprocess.CompletedProcess:

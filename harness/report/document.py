@@ -11,9 +11,10 @@ import pandas as pd
 from harness.recipes import RECIPES
 from harness.results import slug
 from harness.report import compare as comparing
+from harness.report.read import model_definitions
 from harness.report.headline import DEVICE_BOUND, Headline, framework_tax, native_vs_equal
 from harness.report.render import Document, Grid, Section
-from harness.report.summary import (ACCURACY_TARGET, CHOSEN_SETTINGS, Table, column, fairness, missing, setting,
+from harness.report.summary import (ACCURACY_TARGET, CHOSEN_SETTINGS, Table, column, fairness, missing,
                                     shared_machine, show)
 
 Figures = dict[str, list[tuple[str, Path]]]  # section anchor -> (caption, PNG path)
@@ -216,6 +217,16 @@ def benchmarks_section(bench: pd.DataFrame) -> Section | None:
     return Section("pytest-benchmark", "pytest-benchmark", [("table", Grid(bench[shown].map(show)))])
 
 
+def models_section() -> Section | None:
+    """The MLP as each framework's users write it, read from the impl files."""
+    definitions = model_definitions("mlp")
+    if not definitions:
+        return None
+    return Section("The MLP in each framework", "the-mlp-in-each-framework", [
+        ("p", "The same 784-784-16-10 model, written the way each framework's documentation writes it "
+              "(read from the impl files as they are now)."), ("code", definitions)])
+
+
 def about_section(cells: pd.DataFrame) -> Section:
     """Where and on what every number was measured."""
     def distinct(values) -> str:
@@ -236,7 +247,7 @@ def report_document(machine: str, cells: pd.DataFrame, bench: pd.DataFrame, tabl
                     heads: list[Headline], summary: pd.DataFrame, figures: Figures) -> Document:
     """One machine's report: the summary, a section per table, then the per-mode views and the recipes."""
     main = [table_section(t, figures) for t in tables if not t.recipe]
-    later = [native_section(tables), tax_section(tables), recipes_section(summary, figures),
+    later = [native_section(tables), tax_section(tables), models_section(), recipes_section(summary, figures),
              benchmarks_section(bench), about_section(cells)]
     intro = [f"{len(cells)} result files on {machine} ({machine_text(cells)}). One table per data set, model and "
              "device; one row per framework and mode, seeds pooled. Samples/s: the median over every steady epoch "

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.results import schema_problem, slug
-from harness.spec import HarnessError
+from harness.results import REPO_ROOT, schema_problem, slug
+from harness.spec import HarnessError, default_frameworks, framework
 
 EXTRA_FIELDS = ("predictions", "weights_file")  # optional result fields that feed two plots
 MAKE_RESULTS = "python -m harness.run --framework numpy --model logistic --epochs 2 (or tox -e torch,keras,jax)"
@@ -109,3 +109,17 @@ def read_results(dirs: list[Path]) -> pd.DataFrame:
     if not rows:
         raise HarnessError(f"no result files under {', '.join(map(str, dirs))}; make some with: {MAKE_RESULTS}")
     return place_benchmarks(pd.DataFrame(rows))
+
+
+def model_definitions(marker: str = "mlp") -> list[tuple[str, str]]:
+    """(framework, source) of a model's definition in each framework's impl file, between the
+    lines `# {marker}: begin` and `# {marker}: end`: the code itself, never a copy of it."""
+    out = []
+    for name in default_frameworks():
+        module = framework(name).impl.split(":")[0]
+        path = REPO_ROOT.joinpath(*module.split(".")).with_suffix(".py")
+        text = path.read_text() if path.is_file() else ""
+        begin, end = f"# {marker}: begin\n", f"# {marker}: end"
+        if begin in text and end in text:
+            out.append((f"{name} ({path.relative_to(REPO_ROOT)})", text.split(begin, 1)[1].split(end, 1)[0].rstrip()))
+    return out

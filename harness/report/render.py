@@ -70,6 +70,8 @@ def md_block(block: tuple, base: Path) -> str:
         return f"<details><summary>{html.escape(block[1])}</summary>\n\n{md_table(block[2])}\n\n</details>"
     if kind == "img":
         return f"![{block[1]}]({block[2].relative_to(base).as_posix()})"
+    if kind == "code":  # [(caption, source)], one after another
+        return "\n\n".join(f"{caption}:\n\n```python\n{source}\n```" for caption, source in block[1])
     raise ValueError(f"unknown block {kind!r}")
 
 
@@ -85,6 +87,8 @@ def markdown(doc: Document, base: Path) -> str:
 
 # ---------------------------------------------------------------- HTML
 STYLE = """
+.code{display:grid;grid-template-columns:repeat(auto-fit,minmax(320px,1fr));gap:10px}
+.code pre{font-size:12px;background:#f6f8fa;padding:8px;overflow-x:auto;margin:0}
 body{font:15px/1.45 system-ui,sans-serif;color:#1d2125;margin:0 auto;max-width:1320px;padding:0 20px 40px}
 h1{font-size:1.5em;margin:.6em 0 .2em}h2{margin-top:1.6em;border-bottom:1px solid #d0d7de}h3{margin-top:1.2em}
 .intro{color:#57606a;margin:0 0 .6em}
@@ -135,6 +139,10 @@ def html_block(block: tuple) -> str:
         return html_table(block[1], "rows")
     if kind == "details":
         return f"<details><summary>{html.escape(block[1])}</summary>{html_table(block[2])}</details>"
+    if kind == "code":  # [(caption, source)], side by side
+        return '<div class="code">' + "".join(
+            f"<figure><figcaption>{html.escape(caption)}</figcaption><pre>{html.escape(source)}</pre></figure>"
+            for caption, source in block[1]) + "</div>"
     if kind == "img":
         data = base64.b64encode(block[2].read_bytes()).decode()
         return (f'<figure><img alt="{html.escape(block[1])}" src="data:image/png;base64,{data}">'
