@@ -1,4 +1,5 @@
-"""Frameworks trained from the same weights on the same batches reach the same test accuracy.
+"""Frameworks trained from the same weights on the same batches reach the same test accuracy,
+and each framework's own code (profile native) reaches it within the spread of its seeds.
 
 Reads the result files that the framework envs wrote (tox.ini: test-torch, test-keras,
 test-jax write the [ci] matrix to results/ci; the parity env runs this file). Skipped
@@ -12,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.parity import TOLERANCE
+from harness.parity import NATIVE_TOLERANCE, TOLERANCE
 from harness.results import read_result
-from harness.spec import default_frameworks
+from harness.spec import PROFILES, default_frameworks
 
 RESULTS = os.environ.get("FWCOMPARE_PARITY_DIR")
 pytestmark = pytest.mark.skipif(not RESULTS, reason="FWCOMPARE_PARITY_DIR unset (tox -e parity sets it)")
@@ -38,7 +39,8 @@ def load_rows() -> list[dict]:
             continue  # not a result of this schema: the makers rewrite it
         fw = r["cell"]["framework"] + (f"-{r['cell']['backend']}" if r["cell"]["backend"] else "")
         rows.append({"framework": fw, "model": r["cell"]["model"], "seed": r["cell"]["seed"],
-                     "status": r["status"], "accuracy": r["metrics"]["test_accuracy"]})
+                     "profile": r["cell"]["profile"], "status": r["status"],
+                     "accuracy": r["metrics"]["test_accuracy"]})
     return rows
 
 
@@ -53,23 +55,38 @@ def table(rows) -> str:
     return "\n".join(lines)
 
 
-def test_every_framework_finished_every_cell():
-    rows = load_rows()
-    assert rows, f"no result files in {RESULTS}"
+@pytest.mark.parametrize("profile", PROFILES)
+def test_every_framework_finished_every_cell(profile):
+    rows = [r for r in load_rows() if r["profile"] == profile]
+    assert rows, f"no {profile} results in {RESULTS}: run `{MAKERS}` first"
     frameworks = {r["framework"].split("-")[0] for r in rows}
-    assert frameworks >= set(default_frameworks()), (f"missing: {set(default_frameworks()) - frameworks}; "
+    assert frameworks >= set(default_frameworks()), (f"missing {profile}: {set(default_frameworks()) - frameworks}; "
                                                      f"run `{MAKERS}` first")
     assert all(r["status"] == "ok" for r in rows), table(rows)
 
 
-@pytest.mark.parametrize("model", list(TOLERANCE))
-def test_same_seed_accuracies_agree_between_frameworks(model):
-    rows = [r for r in load_rows() if r["model"] == model and r["status"] == "ok"]
+def assert_same_seed_gap_within(model: str, profile: str, tolerance: float) -> None:
+    """At every seed, the frameworks' test accuracies are at most tolerance apart."""
+    rows = [r for r in load_rows() if r["model"] == model and r["profile"] == profile and r["status"] == "ok"]
     seeds = sorted({r["seed"] for r in rows})
     assert len(seeds) >= 2, f"parity needs at least two seeds\n{table(rows)}"
     worst = 0.0
     for seed in seeds:
         accs = [r["accuracy"] for r in rows if r["seed"] == seed]
         worst = max(worst, max(accs) - min(accs))
-    assert worst <= TOLERANCE[model], (f"{model}: frameworks differ by {worst:.4f} > {TOLERANCE[model]:.4f}\n"
-                                       + table(load_rows()))
+    assert worst <= tolerance, f"{model} ({profile}): frameworks differ by {worst:.4f} > {tolerance:.4f}\n" + table(rows)
+
+
+@pytest.mark.parametrize("model", list(TOLERANCE))
+def test_same_seed_accuracies_agree_between_frameworks(model):
+    assert_same_seed_gap_within(model, "equal", TOLERANCE[model])
+
+
+# Profile native cannot agree step by step: each framework draws its own initial weights
+# and its own batch order from the seed, and its stock optimizer has its own defaults
+# (Keras's Adam epsilon is 1e-7, torch's and optax's 1e-8), and torch's pipeline
+# normalises the images. Two native runs at one seed are two independent runs, so they
+# agree only within their seed-to-seed spread (harness/parity.py: NATIVE_TOLERANCE).
+@pytest.mark.parametrize("model", list(NATIVE_TOLERANCE))
+def test_native_accuracies_agree_within_their_seed_spread(model):
+    assert_same_seed_gap_within(model, "native", NATIVE_TOLERANCE[model])
