@@ -1,0 +1,328 @@
+"""python -m harness.plain_loops: plain reference-style loops beside the suite's matching cells, in one call.
+
+    python -m harness.plain_loops --plan cpu                           here: the MLP, batch 32, 2 epochs
+    python -m harness.plain_loops --plan gpu --out results/gpu-h100    on a GPU machine: the reference figures
+    python -m harness.plain_loops --loop torch:eager:256 'keras[jax]:fit:32' --device cuda --epochs 5
+
+For each loop in turn: the plain program (impls/plain/<framework>_mlp.py, framework code
+only, no harness) in its own process, then the suite's matching cell (the MLP, profile
+equal, float32, the same batch size, epochs and device) through harness.run into the same
+--out, run again even where it finished before, so that both figures come from this call.
+The loop gets the environment that cell gets (harness.launch.cell_env: threads, TF32 off,
+Keras's backend, a hidden GPU on a CPU run). Both figures go to <out>/plain-loops.json, one
+record per suite cell, merged with the records already there: a rerun skips the pairs
+recorded before (--force runs them again), so the same command resumes a call that a time
+limit cut short. Then a table: each loop's samples/s, the suite's, and their ratio.
+
+One interpreter runs everything, the one running this module, as with harness.run: simplest
+where every framework shares one Python (the lent GPU machine: the whole plan in one call).
+Where each framework has its own tox env (.tox/test-torch, .tox/test-jax, .tox/test-keras),
+run the same command with each env's python into one --out; each call skips the loops whose
+framework it lacks, naming the env that has them, and the JSON file gathers all of them.
+A --python per framework would have to run the suite's cells under those interpreters too,
+a second way to start a cell beside harness.run's.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import fcntl
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from harness import run
+from harness.cell import Cell
+from harness.results import (FINAL_STATUSES, REPO_ROOT, WORKSPACE, machine_fingerprint, nvidia_gpus, read_result,
+                             write_json_atomic)
+from harness.spec import DataSpec, HarnessError, cli_main, framework
+
+RESULT_FILE = "plain-loops.json"
+# Each framework's loop modes, and the suite mode each one is set beside.
+SUITE_MODES = {"torch": {"eager": "eager", "graph": "cudagraph"},
+               "jax": {"step": "step", "scan": "scan"},
+               "keras": {"fit": "fit", "fit-jit": "fit-jit"}}
+
+
+@dataclasses.dataclass(frozen=True)
+class Loop:
+    """One plain loop: framework (Keras: and backend), mode, batch size."""
+    framework: str
+    backend: str | None
+    mode: str
+    batch_size: int
+
+    @property
+    def label(self) -> str:
+        fw = f"{self.framework}[{self.backend}]" if self.backend else self.framework
+        return f"{fw} {self.mode} b{self.batch_size}"
+
+    @property
+    def suite_mode(self) -> str:
+        return SUITE_MODES[self.framework][self.mode]
+
+    @property
+    def gpu_only(self) -> bool:
+        return self.suite_mode in framework(self.framework).gpu_only_modes
+
+
+def parse_loop(text: str) -> Loop:
+    """FRAMEWORK[BACKEND]:MODE:BATCH, e.g. torch:graph:256 or keras[jax]:fit-jit:32; a bare keras
+    runs on $KERAS_BACKEND, else tensorflow, as harness.run's cells do."""
+    match = re.fullmatch(r"(\w+)(?:\[(\w+)\])?:([\w-]+):(\d+)", text)
+    if not match:
+        raise HarnessError(f"loop {text!r} is not FRAMEWORK[BACKEND]:MODE:BATCH (e.g. torch:eager:32, "
+                           "keras[jax]:fit:32)")
+    name, backend, mode, batch = match.groups()
+    if name not in SUITE_MODES:
+        raise HarnessError(f"no plain loop for {name!r}; loops exist for {', '.join(SUITE_MODES)}")
+    if mode not in SUITE_MODES[name]:
+        raise HarnessError(f"{name}'s plain loop has no mode {mode!r}; its modes: {', '.join(SUITE_MODES[name])}")
+    if name == "keras":
+        backend = backend or os.environ.get("KERAS_BACKEND", "tensorflow")
+        run.check_choice("backend", [backend], framework("keras").backends)
+    elif backend:
+        raise HarnessError(f"loop {text!r}: only keras takes a [backend]")
+    if int(batch) < 1:
+        raise HarnessError(f"loop {text!r}: the batch size must be positive")
+    return Loop(name, backend, mode, int(batch))
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """A named set of loops, on one device, each trained for the same number of epochs."""
+    device: str
+    epochs: int
+    loops: tuple[str, ...]
+
+
+PLANS = {
+    # The reference programs' figures, each beside its suite cell (the headline's recipe: 5 epochs).
+    # Keras on torch comes last, as the slowest: a call cut short keeps the rest.
+    "gpu": Plan("cuda", 5, ("torch:eager:32", "torch:graph:32", "jax:step:32", "jax:scan:32",
+                            "keras[jax]:fit:32", "keras[jax]:fit-jit:32", "jax:scan:256", "torch:graph:256",
+                            "torch:eager:256", "keras[torch]:fit:32")),
+    # A smoke run of every CPU mode, a couple of minutes here; its figures are no evidence.
+    "cpu": Plan("cpu", 2, ("torch:eager:32", "jax:step:32", "jax:scan:32", "keras:fit:32", "keras:fit-jit:32")),
+}
+# Training samples/s that reference programs written outside the suite reached on an H100:
+# the figures the loops are meant to reproduce (shown only for GPU runs).
+H100_REFERENCE = {"jax scan b32": 845_000, "jax step b32": 128_000, "keras[jax] fit-jit b32": 62_000,
+                  "keras[jax] fit b32": 25_000, "keras[torch] fit b32": 7_800, "jax scan b256": 4_300_000,
+                  "torch graph b256": 990_000, "torch eager b256": 200_000}
+
+
+# ---------------------------------------------------------------- the cells and the data
+def suite_cells(loops: list[Loop], device: str, epochs: int, threads: int, limit: int) -> dict[Loop, Cell]:
+    """Each loop's suite cell, as harness.run expands it (so with the same id), from one load of the data."""
+    argv = ["--model", "mlp", "--profile", "equal", "--precision", "float32", "--device", device,
+            "--epochs", str(epochs), "--threads", str(threads),
+            "--framework", *dict.fromkeys(loop.framework for loop in loops),
+            "--mode", *dict.fromkeys(loop.suite_mode for loop in loops),
+            "--batch-size", *dict.fromkeys(str(loop.batch_size) for loop in loops),
+            "--backend", *dict.fromkeys(loop.backend or "tensorflow" for loop in loops)]
+    cells = {(c.framework, c.backend, c.mode, c.hyper.batch_size): c
+             for c in run.expand(run.parser().parse_args(argv), run.given_options(argv))}
+    if limit:  # the first `limit` training rows, as the loops' --limit takes them (data_sha256 is the file's)
+        cells = {key: dataclasses.replace(c, data=DataSpec("mnist", train_rows=limit)) for key, c in cells.items()}
+    return {loop: cells[loop.framework, loop.backend, loop.suite_mode, loop.batch_size] for loop in loops}
+
+
+def loops_data(given: Path | None, suite_sha256: str) -> Path:
+    """The .npz the loops read: --data, else the file the suite's MNIST comes from; its arrays the suite's."""
+    from harness import data
+
+    explicit = os.environ.get(data.PATH_ENV["mnist"])
+    path = given or (Path(explicit) if explicit else data.cache_file("mnist"))
+    path = path.expanduser().resolve()
+    if path.suffix != ".npz" or not path.is_file():
+        raise HarnessError(f"the loops read MNIST from a Keras-format .npz, and {path} is none; give one with --data")
+    sha256 = data.load_raw("mnist", str(path)).sha256
+    if sha256 != suite_sha256:
+        raise HarnessError(f"--data {path} holds other arrays than the suite's MNIST (SHA-256 {sha256[:12]} against "
+                           f"{suite_sha256[:12]}); give the suite's file, or set FWCOMPARE_MNIST to yours")
+    return path
+
+
+def env_python(tox_env: str) -> str:
+    """Where the python of the tox env that has a framework lives, or how to make it."""
+    for name in (f"test-{tox_env}", tox_env):
+        if (REPO_ROOT / ".tox" / name / "bin" / "python").exists():
+            return f".tox/{name}/bin/python"
+    return f"tox env {tox_env}'s python (tox -e {tox_env} makes it)"
+
+
+# ---------------------------------------------------------------- running a pair
+def run_loop(loop: Loop, cell: Cell, npz: Path, limit: int) -> dict:
+    """The plain program in its own process, in the cell's environment: its JSON line, or why none."""
+    from harness.launch import _die_with_parent, cell_env  # the loop dies with this runner, as a cell does
+
+    command = [sys.executable, "-m", f"impls.plain.{loop.framework}_mlp", str(npz), "--mode", loop.mode,
+               "--batch-size", str(loop.batch_size), "--epochs", str(cell.hyper.epochs), "--device", cell.device,
+               "--seed", str(cell.hyper.seed), "--limit", str(limit)]
+    env = cell_env(cell)
+    record = {"command": shlex.join(command),
+              "environment": {k: v for k, v in sorted(env.items()) if os.environ.get(k) != v and k != "PYTHONPATH"}}
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, preexec_fn=_die_with_parent)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {**record, "status": "error", "message": f"exit status {proc.returncode}: {last}"}
+    try:
+        return {**record, "status": "ok", "result": json.loads(proc.stdout.strip().splitlines()[-1])}
+    except (IndexError, ValueError):
+        return {**record, "status": "error", "message": f"no JSON line on stdout: {proc.stdout[-200:]!r}"}
+
+
+def suite_summary(cell: Cell, out: Path) -> dict:
+    """What the suite's result file says about the cell, beside the loop's figures."""
+    doc = read_result(out / f"{cell.id}.json") or {"status": "error", "message": "no result file", "metrics": {}}
+    metrics = doc["metrics"]
+    return {"cell_id": cell.id, "status": doc["status"], "message": doc["message"],
+            "samples_per_epoch": metrics.get("samples_per_epoch"),
+            "steady_epoch_s": metrics.get("steady_epoch_s"),
+            "train_samples_per_s_median": (metrics.get("train_samples_per_s") or {}).get("median"),
+            "test_accuracy": metrics.get("test_accuracy")}
+
+
+def samples_per_s(record: dict, side: str) -> float | None:
+    """The loop's or the suite's median training samples/s in a pair's record, if it has one."""
+    part = record["loop"].get("result", {}) if side == "loop" else record["suite"]
+    return part.get("train_samples_per_s_median")
+
+
+def pair_done(record: dict | None) -> bool:
+    """A pair is done when its loop printed its figures and its suite cell ended ok or diverged."""
+    return bool(record) and record["loop"]["status"] == "ok" and record["suite"]["status"] in FINAL_STATUSES
+
+
+# ---------------------------------------------------------------- the JSON file and the table
+def read_records(out: Path) -> dict[str, dict]:
+    """The pairs recorded in <out>/plain-loops.json, by suite cell id."""
+    path = out / RESULT_FILE
+    return json.loads(path.read_text())["pairs"] if path.exists() else {}
+
+
+def save_record(out: Path, cell_id: str, record: dict) -> None:
+    """Add one pair to <out>/plain-loops.json, keeping the others; one writer at a time."""
+    (out / ".locks").mkdir(exist_ok=True)
+    with open(out / ".locks" / f"{RESULT_FILE}.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another call on this --out may be adding its own pair
+        records = {**read_records(out), cell_id: record}
+        write_json_atomic(out / RESULT_FILE, {
+            "about": "Plain reference-style loops (impls/plain/, no harness) beside the suite's matching cells, "
+                     "each pair run in one call of python -m harness.plain_loops; pairs keyed by the suite "
+                     "cell's id; samples/s are medians over the epochs after the first.",
+            "pairs": records})
+
+
+def number(value: float | None, digits: int = 0) -> str:
+    return "—" if value is None else f"{value:,.{digits}f}"
+
+
+def table(loops: list[Loop], cells: dict[Loop, Cell], records: dict, ran: set[str], skipped: dict[Loop, str],
+          on_gpu: bool) -> str:
+    """Markdown: per loop, its samples/s and the suite's, suite/loop, both accuracies (and the reference)."""
+    head = ["loop", "loop samples/s", "suite samples/s", "suite/loop", "loop acc", "suite acc"]
+    head += ["reference (H100)"] if on_gpu else []
+    rows = [head, ["---"] * len(head)]
+    for loop in loops:
+        record = records.get(cells[loop].id)
+        if record is None:
+            rows.append([loop.label, skipped.get(loop, "not run"), *[""] * (len(head) - 2)])
+            continue
+        fast, suite = samples_per_s(record, "loop"), samples_per_s(record, "suite")
+        label = loop.label if cells[loop].id in ran else f"{loop.label} (an earlier call)"
+        if record["loop"]["status"] != "ok":
+            label += f" — loop failed: {record['loop']['message'][:80]}"
+        row = [label, number(fast), number(suite), number(suite / fast if fast and suite else None, 2),
+               number(record["loop"].get("result", {}).get("test_accuracy"), 4),
+               number(record["suite"]["test_accuracy"], 4)]
+        rows.append(row + ([number(H100_REFERENCE.get(loop.label))] if on_gpu else []))
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+
+
+# ---------------------------------------------------------------- command line
+def parser() -> argparse.ArgumentParser:
+    p = run.Parser(prog="python -m harness.plain_loops", description=__doc__.split("\n")[0],
+                   epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--plan", choices=PLANS, help="gpu: the reference figures' loops on cuda, 5 epochs; "
+                                                 "cpu: a smoke run here, 2 epochs")
+    modes = "; ".join(f"{name}: {', '.join(loop_modes)}" for name, loop_modes in SUITE_MODES.items())
+    p.add_argument("--loop", nargs="+", help=f"in place of --plan: FRAMEWORK[BACKEND]:MODE:BATCH ... (modes {modes})")
+    p.add_argument("--device", choices=("cpu", "cuda"), help="with --loop (default cpu)")
+    p.add_argument("--epochs", type=run.positive_int, help="with --loop (default 5)")
+    p.add_argument("--limit", type=run.non_negative_int, default=0,
+                   help="train loops and cells on the first N training rows only (tests; default all)")
+    p.add_argument("--threads", type=run.non_negative_int, default=0,
+                   help="CPU threads per loop and cell (default 0: every core)")
+    p.add_argument("--data", type=Path, help="the .npz the loops read (default the file the suite's MNIST comes from)")
+    p.add_argument("--out", type=Path, default=WORKSPACE,
+                   help=f"folder for the cells' files and {RESULT_FILE} (default results/runs of this checkout)")
+    p.add_argument("--force", action="store_true", help="run again the pairs recorded before")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or epoch lines from the suite's cells")
+    return p
+
+
+def chosen(args) -> tuple[list[Loop], str, int]:
+    """(loops, device, epochs) from --plan or from --loop, --device, --epochs; refused if both or neither."""
+    if bool(args.plan) == bool(args.loop):
+        raise HarnessError("give --plan or --loop, one of them")
+    if args.plan and (args.device or args.epochs):
+        raise HarnessError(f"--plan {args.plan} sets the device and epochs itself; drop --device and --epochs")
+    plan = PLANS[args.plan] if args.plan else Plan(args.device or "cpu", args.epochs or 5, tuple(args.loop))
+    loops = list(dict.fromkeys(parse_loop(text) for text in plan.loops))
+    if plan.device == "cpu" and (gpu_only := [loop.label for loop in loops if loop.gpu_only]):
+        raise HarnessError(f"{', '.join(gpu_only)}: GPU only (a CUDA graph); run it with --device cuda on a GPU machine")
+    if plan.device == "cuda" and not nvidia_gpus()[0]:
+        raise HarnessError("--device cuda, but this machine has no NVIDIA GPU (nvidia-smi finds none); "
+                           "run --plan cpu here")
+    return loops, plan.device, plan.epochs
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+    loops, device, epochs = chosen(args)
+    out = run.check_out(args.out)
+    cells = suite_cells(loops, device, epochs, args.threads, args.limit)
+    npz = loops_data(args.data, next(iter(cells.values())).data_sha256)
+    ran: set[str] = set()
+    skipped: dict[Loop, str] = {}
+    earlier = read_records(out)
+    for loop in loops:
+        cell = cells[loop]
+        if missing := run.missing_packages(cell):
+            skipped[loop] = f"skipped: {', '.join(missing)} not installed here"
+            print(f"skip {loop.label}: {', '.join(missing)} not installed here; run this command with "
+                  f"{env_python(framework(loop.framework).tox_env(loop.backend))} into the same --out", file=sys.stderr)
+            continue
+        if pair_done(earlier.get(cell.id)) and not args.force:
+            print(f"skip {loop.label}: recorded before in {out / RESULT_FILE}; --force runs it again", file=sys.stderr)
+            continue
+        start = time.perf_counter()
+        loop_record = run_loop(loop, cell, npz, args.limit)
+        print(f"loop {loop.label}: {loop_record['status']}, "
+              f"{number(loop_record.get('result', {}).get('train_samples_per_s_median'))} samples/s", file=sys.stderr)
+        run.run_matrix([cell], out, force=True, quiet=args.quiet)  # the suite's cell, in this call too
+        save_record(out, cell.id, {
+            "label": loop.label, "loop": loop_record, "suite": suite_summary(cell, out), "data": str(npz),
+            "data_sha256": cell.data_sha256, "machine": machine_fingerprint(),
+            "seconds": round(time.perf_counter() - start, 1),
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        ran.add(cell.id)
+    records = read_records(out)
+    print(table(loops, cells, records, ran, skipped, device == "cuda"))
+    print(f"{len(ran)} pairs run, {len(skipped)} skipped; figures in {out / RESULT_FILE}")
+    failed = [loop.label for loop in loops if cells[loop].id in ran and not pair_done(records[cells[loop].id])]
+    if failed:
+        print(f"failed: {', '.join(failed)}; run the same command again to retry them", file=sys.stderr)
+        return 1
+    return 0 if any(cells[loop].id in records for loop in loops) else 1
+
+
+if __name__ == "__main__":
+    cli_main(main)

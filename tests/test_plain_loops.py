@@ -1,0 +1,122 @@
+"""The plain reference-style loops (impls/plain/) and their runner (harness.plain_loops), on the CPU.
+
+Each loop trains 2 epochs on the first 2000 MNIST rows (the median samples/s needs an epoch
+after the first); loops of a framework not installed here are skipped, so each framework's
+tox env runs its own. The runner's refusals need no framework and run in test-core.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness import data, plain_loops
+from harness.spec import HarnessError, framework
+
+ROOT = Path(__file__).resolve().parents[1]
+LIMIT = 2000
+# (framework, mode) of every loop mode a CPU runs
+CPU_LOOPS = [(name, mode) for name, modes in plain_loops.SUITE_MODES.items() for mode in modes
+             if not (name == "torch" and mode == "graph")]
+
+
+def runs_here(name: str) -> bool:
+    """Whether this env has the framework's packages, and Keras's its backend's (KERAS_BACKEND, else tensorflow)."""
+    import importlib.util
+
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow") if name == "keras" else None
+    return all(importlib.util.find_spec(p) for p in framework(name).needs(backend))
+
+
+def needs(name: str):
+    what = f"keras on {os.environ.get('KERAS_BACKEND', 'tensorflow')}" if name == "keras" else name
+    return pytest.mark.skipif(not runs_here(name), reason=f"{what} not installed here")
+
+
+@pytest.fixture(scope="module")
+def mnist_npz() -> Path:
+    """The .npz the suite's MNIST comes from, as the runner gives it to the loops."""
+    return plain_loops.loops_data(None, data.load_raw("mnist").sha256)
+
+
+def run_loop(name: str, npz: Path, *options: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", f"impls.plain.{name}_mlp", str(npz), *options],
+                          env=env, text=True, capture_output=True, timeout=600)
+
+
+@pytest.mark.framework
+@pytest.mark.parametrize("name, mode", [pytest.param(n, m, marks=needs(n), id=f"{n}-{m}") for n, m in CPU_LOOPS])
+def test_loop_prints_one_json_line_with_a_sensible_accuracy(name, mode, mnist_npz):
+    proc = run_loop(name, mnist_npz, "--mode", mode, "--epochs", "2", "--limit", str(LIMIT))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 1, proc.stdout
+    result = json.loads(lines[0])
+    assert (result["framework"], result["mode"], result["batch_size"], result["device"], result["epochs"]) == \
+        (name, mode, 32, "cpu", 2)
+    assert len(result["epoch_s"]) == 2 and all(s > 0 for s in result["epoch_s"])
+    # whole batches, or (Keras's fit) every row
+    assert result["samples_per_epoch"] in (LIMIT // 32 * 32, LIMIT)
+    assert result["train_samples_per_s_median"] == pytest.approx(result["samples_per_epoch"] / result["epoch_s"][1])
+    assert 0.75 < result["test_accuracy"] <= 1  # 2 epochs on 2000 rows: ~0.85; chance is 0.1
+    assert name in result["versions"]
+
+
+@pytest.mark.framework
+@needs("torch")
+def test_graph_mode_is_refused_on_a_cpu_in_one_line(mnist_npz):
+    proc = run_loop("torch", mnist_npz, "--mode", "graph", "--device", "cpu")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: mode graph captures a CUDA graph: run it with --device cuda on a GPU machine"]
+
+
+def test_runner_refuses_a_gpu_only_loop_on_a_cpu_in_one_line():
+    proc = subprocess.run([sys.executable, "-m", "harness.plain_loops", "--loop", "torch:graph:256", "jax:scan:32"],
+                          cwd=ROOT, text=True, capture_output=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: torch graph b256: GPU only (a CUDA graph); run it with --device cuda on a GPU machine"]
+
+
+def test_loop_specs_are_parsed_or_refused_in_one_line(monkeypatch):
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    assert plain_loops.parse_loop("keras[jax]:fit-jit:64") == plain_loops.Loop("keras", "jax", "fit-jit", 64)
+    assert plain_loops.parse_loop("keras:fit:32").backend == "tensorflow"  # harness.run's default backend
+    assert plain_loops.parse_loop("torch:graph:32").suite_mode == "cudagraph"
+    for bad in ("torch:graph", "torch[jax]:eager:32", "jax:eager:32", "torch:eager:0", "keras[theano]:fit:32"):
+        with pytest.raises(HarnessError):
+            plain_loops.parse_loop(bad)
+
+
+@pytest.mark.framework
+@pytest.mark.parametrize("loop", [pytest.param(spec, marks=needs(spec.split(":")[0]), id=spec)
+                                  for spec in ("torch:eager:32", "jax:scan:32", "keras:fit-jit:32")])
+def test_runner_sets_loop_beside_suite_cell_in_table_and_json(loop, tmp_path, capsys):
+    missing = next((name for name in plain_loops.SUITE_MODES if not runs_here(name)), None)
+    other = {"torch": "torch:eager:32", "jax": "jax:step:32", "keras": "keras:fit:32"}.get(missing)
+    argv = ["--loop", loop, *([other] if other else []), "--epochs", "2", "--limit", str(LIMIT),
+            "--out", str(tmp_path), "--quiet"]
+    assert plain_loops.main(argv) == 0
+    out, err = capsys.readouterr()
+    label = plain_loops.parse_loop(loop).label
+    pairs = json.loads((tmp_path / plain_loops.RESULT_FILE).read_text())["pairs"]
+    assert len(pairs) == 1
+    (cell_id, pair), = pairs.items()
+    assert (tmp_path / f"{cell_id}.json").is_file()  # the suite's own result file, same --out
+    assert pair["loop"]["status"] == "ok" and pair["suite"]["status"] == "ok"
+    loop_rate = pair["loop"]["result"]["train_samples_per_s_median"]
+    suite_rate = pair["suite"]["train_samples_per_s_median"]
+    row = next(line for line in out.splitlines() if line.startswith(f"| {label} |"))
+    assert row.split(" | ")[1:4] == [f"{loop_rate:,.0f}", f"{suite_rate:,.0f}", f"{suite_rate / loop_rate:,.2f}"]
+    assert pair["loop"]["environment"]["CUDA_VISIBLE_DEVICES"] == ""  # the cell's environment
+    if other:  # a framework missing here is skipped with the env that has it
+        assert f"skip {plain_loops.parse_loop(other).label}: " in err and "into the same --out" in err
+    # the same command again resumes: the pair recorded before is not run again
+    assert plain_loops.main(argv) == 0
+    assert f"skip {label}: recorded before" in capsys.readouterr().err
