@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         ran.add(cell.id)
     records = read_records(out)
     print(table(loops, cells, records, ran, skipped, device == "cuda"))
-    print(f"{len(ran)} pairs run, {len(skipped)} skipped; figures in {out / RESULT_FILE}")
+    print(f"pairs run: {len(ran)}, skipped: {len(skipped)}; figures in {out / RESULT_FILE}")
     failed = [loop.label for loop in loops if cells[loop].id in ran and not pair_done(records[cells[loop].id])]
     if failed:
         print(f"failed: {', '.join(failed)}; run the same command again to retry them", file=sys.stderr)
