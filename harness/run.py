@@ -31,7 +31,7 @@ from harness.spec import (DEVICES, GPU_ONLY_PRECISIONS, MODELS, PRECISIONS, PROF
                           frameworks)
 
 # What the main job runs: both questions, the users' code and the equalised code.
-DEFAULT_PROFILES = ("equal",)
+DEFAULT_PROFILES = ("equal", "native")
 SWEEP_BATCHES = "32 128 256 512 2048 8192"  # 256: a second common batch beside seed 002's 32
 # Named sets of matrices, run in this order into one --out folder (the first matters most,
 # so that a run cut short keeps it). Each line is a harness.run command line.
