@@ -235,11 +235,12 @@ def table(loops: list[Loop], cells: dict[Loop, Cell], records: dict, ran: set[st
         if record is None:
             rows.append([loop.label, skipped.get(loop, "not run"), *[""] * (len(head) - 2)])
             continue
-        fast, suite = samples_per_s(record, "loop"), samples_per_s(record, "suite")
+        loop_rate, suite_rate = samples_per_s(record, "loop"), samples_per_s(record, "suite")
         label = loop.label if cells[loop].id in ran else f"{loop.label} (an earlier call)"
         if record["loop"]["status"] != "ok":
             label += f" — loop failed: {record['loop']['message'][:80]}"
-        row = [label, number(fast), number(suite), number(suite / fast if fast and suite else None, 2),
+        row = [label, number(loop_rate), number(suite_rate),
+               number(suite_rate / loop_rate if loop_rate and suite_rate else None, 2),
                number(record["loop"].get("result", {}).get("test_accuracy"), 4),
                number(record["suite"]["test_accuracy"], 4)]
         rows.append(row + ([number(H100_REFERENCE.get(loop.label))] if on_gpu else []))
@@ -277,7 +278,8 @@ def chosen(args) -> tuple[list[Loop], str, int]:
     plan = PLANS[args.plan] if args.plan else Plan(args.device or "cpu", args.epochs or 5, tuple(args.loop))
     loops = list(dict.fromkeys(parse_loop(text) for text in plan.loops))
     if plan.device == "cpu" and (gpu_only := [loop.label for loop in loops if loop.gpu_only]):
-        raise HarnessError(f"{', '.join(gpu_only)}: GPU only (a CUDA graph); run it with --device cuda on a GPU machine")
+        raise HarnessError(f"{', '.join(gpu_only)}: GPU only (a CUDA graph); "
+                           "run it with --device cuda on a GPU machine")
     if plan.device == "cuda" and not nvidia_gpus()[0]:
         raise HarnessError("--device cuda, but this machine has no NVIDIA GPU (nvidia-smi finds none); "
                            "run --plan cpu here")
@@ -298,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         if missing := run.missing_packages(cell):
             skipped[loop] = f"skipped: {', '.join(missing)} not installed here"
             print(f"skip {loop.label}: {', '.join(missing)} not installed here; run this command with "
-                  f"{env_python(framework(loop.framework).tox_env(loop.backend))} into the same --out", file=sys.stderr)
+                  f"{env_python(framework(loop.framework).tox_env(loop.backend))} into the same --out",
+                  file=sys.stderr)
             continue
         if pair_done(earlier.get(cell.id)) and not args.force:
             print(f"skip {loop.label}: recorded before in {out / RESULT_FILE}; --force runs it again", file=sys.stderr)

@@ -1,1 +1,1 @@
-"""The MLP written as plain user programs, one per framework, outside the harness: what the suite's cells are measured against."""
+"""The MLP as plain user programs, one per framework, outside the harness: what the suite's cells are set beside."""

@@ -51,7 +51,8 @@ def main() -> None:
     if args.device == "cuda" and not gpu_visible(backend):
         cli.fail(f"--device cuda, but Keras on {backend} sees no GPU")
     if args.device == "cpu" and gpu_visible(backend):
-        cli.fail(f"--device cpu, but Keras on {backend} sees a GPU and would train there; hide it: CUDA_VISIBLE_DEVICES=")
+        cli.fail(f"--device cpu, but Keras on {backend} sees a GPU and would train there; "
+                 "hide it: CUDA_VISIBLE_DEVICES=")
     keras.utils.set_random_seed(args.seed)
     x_train, y_train, x_test, y_test = cli.load_mnist(args.data, args.limit)
 
@@ -61,7 +62,9 @@ def main() -> None:
         layers.Dense(16, activation="relu"),
         layers.Dense(10),
     ])
-    options = {} if args.mode == "fit" else {"jit_compile": True, "steps_per_execution": 1 if backend == "torch" else 64}
+    # fit-jit: XLA (torch.compile on torch), and callbacks and logs once per 64 steps (torch allows 1)
+    options = {} if args.mode == "fit" else {"jit_compile": True,
+                                              "steps_per_execution": 1 if backend == "torch" else 64}
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=1e-3),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), **options)
     timer = EpochTimes()
@@ -71,7 +74,8 @@ def main() -> None:
     logits = model.predict(x_test, batch_size=2000, verbose=0)
 
     accuracy = float((logits.argmax(1) == y_test).mean())
-    cli.report("keras", args, timer.seconds, len(x_train), accuracy, cli.versions("keras", backend), backend=backend)
+    cli.report("keras", args, timer.seconds, len(x_train), accuracy, cli.versions("keras", backend),
+               backend=backend)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,8 @@ def main() -> None:
         cli.fail("--device cuda, but this torch sees no CUDA GPU")
     device = torch.device(args.device)
     torch.manual_seed(args.seed)
-    x_train, y_train, x_test, y_test = (torch.as_tensor(a, device=device) for a in cli.load_mnist(args.data, args.limit))
+    x_train, y_train, x_test, y_test = (torch.as_tensor(array, device=device)
+                                        for array in cli.load_mnist(args.data, args.limit))
     y_train, y_test = y_train.long(), y_test.long()  # cross_entropy takes int64 labels
 
     model = make_model().to(device)
