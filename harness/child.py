@@ -92,7 +92,7 @@ def run_cell(cell: Cell, say=print, weights_out: Path | None = None) -> dict[str
     # The last partial batch is dropped (harness.protocol.batch_order); a native input pipeline
     # may keep it, and says how many samples its epoch trains on.
     samples = getattr(impl, "samples_per_epoch", None) or steps * h.batch_size
-    steps = getattr(impl, "steps_per_epoch", None) or steps
+    steps = -(-samples // h.batch_size)  # a kept partial batch is one more step
     metrics: dict[str, Any] = {
         "build_s": build_s, "samples_per_epoch": samples, "steps_per_epoch": steps,
         "first_epoch_s": curves["epoch_s"][0] if curves["epoch_s"] else None,
