@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from harness.cell import Cell
-from harness.results import REPO_ROOT, write_json_atomic
+from harness.results import FINAL_STATUSES, REPO_ROOT, write_json_atomic
 
 SCRATCH = ".scratch"  # hidden folder in the output folder: per-cell compiler caches
 CGROUP_EVENTS = Path("/sys/fs/cgroup/memory.events")  # cgroup v2: oom_kill counts the OOM killer's kills
@@ -105,7 +105,11 @@ def run_cell_process(cell: Cell, path: Path, on_line: Callable[[str], None] | No
     # repeatable, not shortened by whatever an earlier run left on disk.
     env = {**cell_env(cell), "TORCHINDUCTOR_CACHE_DIR": str(scratch / "inductor"),
            "TMPDIR": str(scratch)}
-    path.unlink(missing_ok=True)  # a failed result from before: the new one replaces it, or none stays
+    # The result from before stays aside until this run has one: a forced rerun that dies
+    # does not lose a good result (remove_stale_scratch puts it back after a killed runner).
+    previous, backup = read_result(path), path.with_name(f".{path.name}.previous")
+    if path.exists():
+        os.replace(path, backup)
     oom_before = oom_kills()
     proc = subprocess.Popen([python, "-m", "harness.child", json.dumps(cell.asdict()), str(path)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -126,11 +130,20 @@ def run_cell_process(cell: Cell, path: Path, on_line: Callable[[str], None] | No
         shutil.rmtree(scratch, ignore_errors=True)
     result = read_result(path)
     if result is not None:
+        backup.unlink(missing_ok=True)
         return result["status"]
     if code == WRITE_FAILED:
-        return _record(cell, path, "error", tail[-1].removeprefix("status error: ") if tail else "write failed")
-    status, why = death_status(code, oom_before, oom_kills())
-    return _record(cell, path, status, f"{why}; last lines: " + " | ".join(tail[-5:]))
+        status, why = "error", tail[-1].removeprefix("status error: ") if tail else "write failed"
+    else:
+        status, why = death_status(code, oom_before, oom_kills())
+        why = f"{why}; last lines: " + " | ".join(tail[-5:])
+    if previous is not None and previous["status"] in FINAL_STATUSES:
+        os.replace(backup, path)
+        if on_line:
+            on_line(f"status {status}: {why}; the result from before ({previous['status']}) is kept")
+        return status
+    backup.unlink(missing_ok=True)
+    return _record(cell, path, status, why)
 
 
 def _record(cell: Cell, path: Path, status: str, message: str) -> str:
@@ -145,13 +158,23 @@ def _record(cell: Cell, path: Path, status: str, message: str) -> str:
 
 
 def remove_stale_scratch(out_dir: Path) -> None:
-    """Remove scratch folders and temporary files that killed runs left in out_dir."""
+    """Remove the scratch folders and temporary files that killed runs left in out_dir, and put
+    back a result that a killed runner's forced rerun had set aside."""
     import time
 
     for folder in (out_dir / SCRATCH).glob("*"):
         pid = folder.name.split("-", 1)[0]
         if not pid.isdigit() or not _alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
+    for backup in out_dir.glob(".*.json.previous"):  # a killed runner's cell: its result from before
+        final = backup.with_name(backup.name[1:].removesuffix(".previous"))
+        try:
+            if final.exists():
+                backup.unlink()
+            else:
+                os.replace(backup, final)
+        except OSError:
+            pass
     # write_atomic's temporaries live for milliseconds: one a minute old is a killed write's
     for tmp in [*out_dir.glob(".*.tmp"), *out_dir.glob("weights/.*.tmp")]:
         try:

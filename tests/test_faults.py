@@ -152,6 +152,25 @@ def test_a_killed_runner_leaves_no_orphan_cell_and_no_temp_folder(tmp_path):
     assert not list((tmp_path / ".scratch").iterdir())
 
 
+def test_a_forced_rerun_that_dies_keeps_the_result_from_before(tmp_path):
+    run("--framework", "slow", *TINY, out=tmp_path, env={"FWCOMPARE_TEST_EPOCH_S": "0"})
+    (path,) = tmp_path.glob("*.json")
+    before = path.read_text()
+    runner = start("--framework", "slow", *TINY, "--force", out=tmp_path, env={"FWCOMPARE_TEST_EPOCH_S": "3"})
+    (cell_pid,) = wait_for(lambda: children(runner.pid))
+    os.kill(cell_pid, signal.SIGKILL)
+    _, err = runner.communicate(timeout=60)
+    assert runner.returncode == 1 and "the result from before (ok) is kept" in err
+    assert path.read_text() == before
+    # the same when the runner itself is killed: the next run puts the result back
+    runner = start("--framework", "slow", *TINY, "--force", out=tmp_path, env={"FWCOMPARE_TEST_EPOCH_S": "3"})
+    wait_for(lambda: children(runner.pid))
+    runner.kill()
+    runner.communicate(timeout=30)
+    again = run("--framework", "slow", *TINY, out=tmp_path, env={"FWCOMPARE_TEST_EPOCH_S": "0"})
+    assert "1 done before" in again.stdout and path.read_text() == before
+
+
 # ---------------------------------------------------------------- the output folder
 def test_a_full_disk_is_a_recorded_failure_and_the_matrix_goes_on(mount):
     out = mount("size=4k")  # one page: room for the lock and probe files, not for a result
