@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness import data, protocol
+from harness import protocol
 from harness.protocol import initial_weights
 from harness.spec import EVAL_BATCH, MODELS, Hyper, model_spec
 from tests.conftest import DEVICE, FRAMEWORKS

@@ -32,7 +32,7 @@ import pytest
 
 from harness import results
 from harness.parity import TOLERANCE
-from harness.report import compare, headline, read, summary
+from harness.report import headline, read, summary
 from harness.report.__main__ import main
 from harness.spec import HarnessError
 
