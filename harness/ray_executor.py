@@ -180,21 +180,6 @@ def connect(address: str | None, quiet: bool):
     return ray
 
 
-def why_not_run(cell: Cell, path: Path, force: bool, quiet: bool, waited: bool, say) -> str | None:
-    """The outcome of a cell that needs no task (skipped, done before, done elsewhere), or None."""
-    from harness.results import finished
-    from harness.run import missing_packages
-
-    if missing := missing_packages(cell):  # the workers run this same Python environment
-        say(f"skip {cell.label}: {', '.join(missing)} not installed in {sys.executable}")
-        return "skipped"
-    if force or not finished(path):
-        return None
-    if not quiet or waited:
-        say(f"skip {cell.label}: {'another run' if waited else 'a run before'} finished it; --force reruns it")
-    return "done elsewhere" if waited else "done before"
-
-
 def store(out_dir: Path, cell: Cell, returned: dict) -> str:
     """Write a task's result (and the files beside it) under out_dir, stamped with its Ray node."""
     from harness.results import write_atomic, write_json_atomic
@@ -259,7 +244,7 @@ def run_on_ray(cells: list[Cell], out_dir: Path, force: bool, quiet: bool,
     from tqdm import tqdm
 
     from harness.results import STATUSES
-    from harness.run import CellLock
+    from harness.run import CellLock, why_not_run
 
     import_ray()  # before anything else: without ray, one line and nothing done
     counts: dict[str, int] = {}

@@ -290,9 +290,9 @@ def run_matrix(cells: list[Cell], out_dir: Path, force: bool, quiet: bool) -> di
     return counts
 
 
-def run_one(cell: Cell, path: Path, force: bool, quiet: bool, waited: bool, bar, say) -> str:
-    """One cell, or why it was not run: skipped, done before, done elsewhere."""
-    from harness.launch import run_cell_process
+def why_not_run(cell: Cell, path: Path, force: bool, quiet: bool, waited: bool, say) -> str | None:
+    """The outcome of a cell that needs no run (skipped, done before, done elsewhere), or None;
+    says so, and says when a failed cell is run again. Every executor asks this first."""
     from harness.results import read_result
 
     missing = missing_packages(cell)
@@ -308,6 +308,15 @@ def run_one(cell: Cell, path: Path, force: bool, quiet: bool, waited: bool, bar,
         return "done elsewhere" if waited else "done before"
     if before:
         say(f"rerun {cell.label}: it ended {before['status']} before ({before['message'][:120]})")
+    return None
+
+
+def run_one(cell: Cell, path: Path, force: bool, quiet: bool, waited: bool, bar, say) -> str:
+    """One cell, or why it was not run: skipped, done before, done elsewhere."""
+    from harness.launch import run_cell_process
+
+    if outcome := why_not_run(cell, path, force, quiet, waited, say):
+        return outcome
     bar.set_description(cell.label)
 
     def on_line(line: str) -> None:
