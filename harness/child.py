@@ -11,7 +11,6 @@ import json
 import os
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,8 @@ import numpy as np
 
 from harness.cell import Cell
 from harness.protocol import evaluate, steady_epochs
-from harness.spec import PRECISION_NOTES, HarnessError, Hyper, framework, load_impl, model_spec
+from harness.spec import PRECISION_NOTES, HarnessError, Hyper, model_spec
+from impls.records import framework, load_impl
 
 LATENCY_CALLS = 200
 INFER_REPEATS = 3
@@ -31,24 +31,7 @@ WRITE_FAILED = 3  # the exit code when the result file could not be written
 
 def framework_versions(cell: Cell) -> dict[str, str]:
     """Versions of the packages the cell's framework, backend and profile import."""
-    names = framework(cell.framework).needs(cell.backend, cell.profile)
-    out = {}
-    for name in names:
-        try:
-            out[name] = metadata.version(name if name != "tensorflow" else _tf_dist())
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
-def _tf_dist() -> str:
-    for dist in ("tensorflow", "tensorflow-cpu"):
-        try:
-            metadata.version(dist)
-            return dist
-        except metadata.PackageNotFoundError:
-            pass
-    return "tensorflow"
+    return framework(cell.framework).versions(cell.backend, cell.profile)
 
 
 def prediction_sample(x: np.ndarray, y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:

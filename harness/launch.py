@@ -28,21 +28,18 @@ CGROUP_EVENTS = Path("/sys/fs/cgroup/memory.events")  # cgroup v2: oom_kill coun
 
 def cell_env(cell: Cell) -> dict[str, str]:
     """Environment pinned before any framework is imported: threads, allocators, backend, precision."""
-    from harness.spec import framework
+    from impls.records import framework
 
     env = dict(os.environ)
     # 0 threads: every core this process may run on (under the Ray executor, those it was given)
     threads = str(cell.threads or len(os.sched_getaffinity(0)) or 1)
     env.update({
-        "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
-        "TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": "1",
-        "XLA_PYTHON_CLIENT_PREALLOCATE": "false",  # JAX: allocate as needed, like torch
-        "TF_FORCE_GPU_ALLOW_GROWTH": "true",        # TensorFlow likewise
-        "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1",
+        "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "PYTHONUNBUFFERED": "1",
         # the child imports the harness from this checkout, whatever the working directory
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
     })
-    for name, value in framework(cell.framework).cell_env(cell.backend, cell.device, cell.precision).items():
+    for name, value in framework(cell.framework).cell_env(cell.backend, cell.device, cell.precision, int(threads),
+                                                                    cell.profile).items():
         if value is None:
             env.pop(name, None)
         else:

@@ -40,7 +40,8 @@ from harness import run
 from harness.cell import Cell
 from harness.results import (FINAL_STATUSES, REPO_ROOT, WORKSPACE, machine_fingerprint, nvidia_gpus, read_result,
                              write_json_atomic)
-from harness.spec import DataSpec, HarnessError, cli_main, framework
+from harness.spec import DataSpec, HarnessError, cli_main
+from impls.records import framework
 
 RESULT_FILE = "plain-loops.json"
 # Each framework's loop modes, and the suite mode each one is set beside.

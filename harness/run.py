@@ -27,8 +27,8 @@ from pathlib import Path
 from harness.cell import Cell
 from harness.results import FINAL_STATUSES, WORKSPACE
 from harness.spec import (DEVICES, GPU_ONLY_PRECISIONS, MODELS, PRECISIONS, PROFILES, RECIPE_MODELS,
-                          DataSpec, HarnessError, Hyper, check_precision, cli_main, default_frameworks,
-                          frameworks)
+                          DataSpec, HarnessError, Hyper, check_precision, cli_main)
+from impls.records import default_frameworks, framework, frameworks
 
 # What the main job runs: both questions, the users' code and the equalised code.
 DEFAULT_PROFILES = ("equal", "native")
@@ -226,8 +226,6 @@ def plan_cells(name: str, threads: int) -> list[Cell]:
 
 
 def missing_packages(cell: Cell) -> list[str]:
-    from harness.spec import framework
-
     return [n for n in framework(cell.framework).needs(cell.backend, cell.profile)
             if importlib.util.find_spec(n) is None]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Protocol, Union
+from typing import Any, Union
 
 import numpy as np
 
@@ -68,7 +68,6 @@ class ModelSpec:
     input_shape: tuple[int, int, int]  # (H, W, C)
     layers: tuple[Layer, ...]
     params: int  # the count the README states; checked against param_shapes() by the tests
-    about: str = ""
 
     def shapes(self) -> list[tuple[Layer, tuple[int, ...], tuple[int, ...]]]:
         """Each layer with its input and output shape (per sample; (H, W, C) or (features,))."""
@@ -132,33 +131,27 @@ MNIST_SHAPE = (28, 28, 1)
 
 MODELS: dict[str, ModelSpec] = {
     "logistic": ModelSpec(
-        "logistic", MNIST_SHAPE, (Flatten(), Dense(10)), params=7_850,
-        about="flatten 784 -> dense 10"),
+        "logistic", MNIST_SHAPE, (Flatten(), Dense(10)), params=7_850),
     "mlp": ModelSpec(
         "mlp", MNIST_SHAPE,
-        (Flatten(), Dense(784, "relu"), Dense(16, "relu"), Dense(10)), params=628_170,
-        about="784 -> 784 relu -> 16 relu -> 10 (seed 002)"),
+        (Flatten(), Dense(784, "relu"), Dense(16, "relu"), Dense(10)), params=628_170),
     "cnn": ModelSpec(
         "cnn", MNIST_SHAPE,
-        (Conv(4), MaxPool(2), Conv(8), MaxPool(2), Flatten(), Dense(10)), params=4_266,
-        about="conv 4 3x3 relu, pool 2, conv 8 3x3 relu, pool 2, flatten 392 -> 10 (seed 004)"),
+        (Conv(4), MaxPool(2), Conv(8), MaxPool(2), Flatten(), Dense(10)), params=4_266),
 }
 
 
 def _study(name: str, *hidden: int) -> ModelSpec:
     """Seed 001's family: 784 -> hidden dense layers with NO activation -> 10."""
     layers = (Flatten(), *(Dense(h) for h in hidden), Dense(10))
-    spec = ModelSpec(name, MNIST_SHAPE, layers, params=0, about=f"784 -> {' -> '.join(map(str, hidden))} "
-                     "(linear) -> 10 (seed 001)" if hidden else "784 -> 10 (seed 001)")
+    spec = ModelSpec(name, MNIST_SHAPE, layers, params=0)
     return dataclasses.replace(spec, params=spec.param_count())
 
 
 # Models the seeds' recipes add on top of the three (harness/recipes.py uses them).
 RECIPE_MODELS: dict[str, ModelSpec] = {
-    "toy25": ModelSpec("toy25", (5, 5, 1), (Flatten(), Dense(10, use_bias=False)), params=250,
-                       about="25 -> 10, no bias (seed 000)"),
-    "mlp30": ModelSpec("mlp30", MNIST_SHAPE, (Flatten(), Dense(30, "relu"), Dense(10)), params=23_860,
-                       about="784 -> 30 relu -> 10 (seeds 003, 004)"),
+    "toy25": ModelSpec("toy25", (5, 5, 1), (Flatten(), Dense(10, use_bias=False)), params=250),
+    "mlp30": ModelSpec("mlp30", MNIST_SHAPE, (Flatten(), Dense(30, "relu"), Dense(10)), params=23_860),
     **{f"study{i}": _study(f"study{i}", *hidden) for i, hidden in enumerate(
         [(), (5,), (6,), (7,), (8,), (9,), (10,), (100,), (100, 100), (100, 100, 100),
          (100, 100, 100, 100)])},
@@ -177,6 +170,23 @@ def model_spec(name: str, input_shape: tuple[int, int, int] | None = None,
     if num_classes is not None and num_classes != spec.num_classes:
         last = dataclasses.replace(spec.layers[-1], units=num_classes)
         spec = dataclasses.replace(spec, layers=spec.layers[:-1] + (last,))
+    return dataclasses.replace(spec, params=spec.param_count())
+
+
+# The overhead probe's width: every hidden dense layer and every convolution keeps its place,
+# kind, kernel and activation but gets this many units or filters, so that its arithmetic is
+# negligible and what a step still costs is what the framework and Python add to it.
+SHRUNK_WIDTH = 1
+
+
+def shrunk(model: ModelSpec) -> ModelSpec:
+    """The same layers on the same input, every width but the output's shrunk to SHRUNK_WIDTH
+    (the framework-tax method: Fernandez et al., 2023)."""
+    last = len(model.layers) - 1
+    layers = tuple(dataclasses.replace(layer, filters=SHRUNK_WIDTH) if isinstance(layer, Conv) else
+                   dataclasses.replace(layer, units=SHRUNK_WIDTH) if isinstance(layer, Dense) and i != last else layer
+                   for i, layer in enumerate(model.layers))
+    spec = dataclasses.replace(model, layers=layers, params=0)
     return dataclasses.replace(spec, params=spec.param_count())
 
 
@@ -244,47 +254,6 @@ class DataSpec:
 EVAL_BATCH = 2000
 
 
-# ---------------------------------------------------------------- the Impl contract
-class Impl(Protocol):
-    """What every framework module implements (impls/*_impl.py).
-
-    The harness owns data, batch orders, initial weights, hyper-parameters, evaluation
-    and timing; an impl owns only what its framework forces.
-    """
-    framework: str  # "torch" | "keras" | "jax"
-
-    def build(self, model: ModelSpec, hyper: Hyper, data: "Any",
-              weights: dict[str, np.ndarray] | None, device: str, mode: str,
-              precision: str = "float32", profile: str = "equal") -> None:
-        """Build model and optimizer; upload data.x_train/y_train to the device ONCE.
-
-        weights: canonical initial weights, or None for the framework's native init.
-        precision: one of PRECISIONS; profile: one of PROFILES. ImplBase.configure checks
-        mode, precision, device and profile against the framework's record.
-        """
-
-    def train_epoch(self, order: np.ndarray) -> Any:
-        """Run order.shape[0] steps; row i of order (steps, batch) indexes step i's batch.
-
-        Returns the per-step training losses, shape (steps,), possibly still on the
-        device: the harness converts it with np.asarray outside its timed region.
-        """
-
-    def sync(self) -> None:
-        """Block until all queued device work is done."""
-
-    def logits(self, x: np.ndarray) -> np.ndarray:
-        """Logits (N, classes) float32 for NHWC images, in batches of EVAL_BATCH."""
-
-    def get_weights(self) -> dict[str, np.ndarray]:
-        """Current parameters in canonical names and layouts (see module docstring)."""
-
-    # Optional, read with getattr by the runner:
-    #   peak_device_memory_mb() -> float | None   the framework's allocator peak on a GPU
-    #   device_name() -> str | None               the accelerator's name
-    #   settings() -> dict                        framework settings worth recording
-
-
 # Numeric precision of a cell, set the same way in every framework and recorded with it:
 #   float32  float32 everywhere; on a GPU, TF32 off (full float32 matmuls and convolutions)
 #   tf32     float32 storage, matmul and convolution inputs rounded to TF32 (10-bit
@@ -326,88 +295,3 @@ def check_precision(precision: str, device: str, profile: str = "equal") -> str:
         raise HarnessError(f"precision {precision!r} is a GPU tensor-core mode; on the CPU run "
                            f"{' or '.join(cpu)}, or add --device cuda")
     return precision
-
-
-# More impls, "name=module:Class,...": a framework of your own, or the tests' fakes.
-EXTRA_IMPLS_ENV = "FWCOMPARE_IMPLS"
-
-
-def frameworks() -> dict:
-    """Every framework's record (impls/records.py), plus impls named in $FWCOMPARE_IMPLS."""
-    import os
-
-    from impls.records import FRAMEWORKS, Framework
-
-    extra = {}
-    for item in filter(None, os.environ.get(EXTRA_IMPLS_ENV, "").split(",")):
-        name, _, target = item.partition("=")
-        if ":" not in target:
-            raise HarnessError(f"{EXTRA_IMPLS_ENV}: {item!r} is not name=module:Class")
-        extra[name.strip()] = Framework(name.strip(), target.strip(), (), modes=("default",),
-                                        profiles=("equal",), in_default_matrix=False)
-    return {**FRAMEWORKS, **extra}
-
-
-def framework(name: str):
-    """A framework's record, or a HarnessError listing the valid names."""
-    registry = frameworks()
-    if name not in registry:
-        raise HarnessError(f"unknown framework {name!r}; valid frameworks: {', '.join(registry)}")
-    return registry[name]
-
-
-def default_frameworks() -> tuple[str, ...]:
-    """What a matrix runs when no --framework is given."""
-    return tuple(name for name, record in frameworks().items() if record.in_default_matrix)
-
-
-def modes(name: str) -> tuple[str, ...]:
-    """The framework's modes, its idiomatic one first."""
-    return framework(name).modes
-
-
-def check_mode(name: str, mode: str | None) -> str:
-    """The mode an impl runs: its default for None, a HarnessError listing the valid ones if unknown."""
-    valid = modes(name)
-    if mode is None:
-        return valid[0]
-    if mode not in valid:
-        raise HarnessError(f"{name} has no mode {mode!r}; valid modes: {', '.join(valid)}")
-    return mode
-
-
-def load_impl(name: str) -> Impl:
-    """Import and instantiate a framework's Impl; a clear error if it is not installed."""
-    import importlib
-
-    record = framework(name)
-    module_name, cls_name = record.impl.split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise HarnessError(
-            f"framework {name!r} is not installed here ({exc}); "
-            f"run it in its tox env (tox -e {record.tox_env(None)}) or pip install -e '.[{name}]'"
-        ) from None
-    return getattr(module, cls_name)()
-
-
-class ImplBase:
-    """What every impl shares: mode, precision, device and profile, checked once against its record."""
-    framework: str
-
-    def configure(self, mode: str | None, precision: str, device: str, profile: str = "equal") -> None:
-        """Check a cell's settings; sets self.mode, self.precision, self.device_kind and self.profile."""
-        record = framework(self.framework)
-        if device not in DEVICES:
-            raise HarnessError(f"unknown device {device!r}; valid devices: {', '.join(DEVICES)}")
-        if profile not in record.profiles:
-            raise HarnessError(f"{self.framework} has no profile {profile!r}; "
-                               f"valid profiles: {', '.join(record.profiles)}")
-        self.mode = check_mode(self.framework, mode)
-        if self.mode in record.gpu_only_modes and device == "cpu":
-            cpu_modes = [m for m in record.modes if m not in record.gpu_only_modes]
-            raise HarnessError(f"{self.framework} mode {self.mode!r} needs a CUDA GPU (--device cuda); "
-                               f"on the CPU run mode {' or '.join(cpu_modes)}")
-        self.precision = check_precision(precision, device, profile)
-        self.device_kind, self.profile = device, profile

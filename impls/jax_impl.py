@@ -29,7 +29,8 @@ from flax import linen as nn
 from flax import traverse_util
 from flax.training import train_state
 
-from harness.spec import EVAL_BATCH, Dense, HarnessError, Hyper, ImplBase, ModelSpec
+from harness.contract import ImplBase
+from harness.spec import EVAL_BATCH, Dense, HarnessError, Hyper, ModelSpec
 
 
 # ---------------------------------------------------------------- the models

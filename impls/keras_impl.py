@@ -24,7 +24,8 @@ import keras
 from keras import layers, ops
 
 from harness.protocol import check_weights
-from harness.spec import EVAL_BATCH, Dense, Hyper, ImplBase, ModelSpec
+from harness.contract import ImplBase
+from harness.spec import EVAL_BATCH, Dense, Hyper, ModelSpec
 
 
 # ---------------------------------------------------------------- the models

@@ -9,7 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from harness import reference
-from harness.spec import EVAL_BATCH, HarnessError, ImplBase
+from harness.contract import ImplBase
+from harness.spec import EVAL_BATCH, HarnessError
 from harness.protocol import initial_weights
 
 

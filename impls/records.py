@@ -1,15 +1,27 @@
-"""What the suite knows about each framework: one framework-free record per framework.
+"""What the suite knows about each framework: one framework-free record per framework, and the
+registry that every other module asks.
 
-The runner reads these to expand a matrix, to skip a framework that is not installed, to
-record versions and to set a cell's environment; an impl's base class reads them to check
-its mode, precision, device and profile once. Importing this module imports no framework.
-Adding a framework: its impls/<name>_impl.py, one record here, and its tox env.
+A framework is its record (here), its impl (impls/<name>_impl.py) and its tox env. The runner
+reads the record to expand a matrix, to skip a framework that is not installed, to record
+versions and to set a cell's environment; the report to name a framework's idiomatic mode;
+the tests to know which tests apply. Importing this module imports no framework.
+
+More frameworks can be plugged in from outside the package: $FWCOMPARE_FRAMEWORKS names
+records ("module:ATTRIBUTE,..."), each a Framework (the tests add a toy fourth framework
+this way), and $FWCOMPARE_IMPLS names bare impls ("name=module:Class,...": one mode,
+profile equal only; the tests' misbehaving fakes).
 """
 from __future__ import annotations
 
+import importlib
+import os
 from dataclasses import dataclass, field
+from importlib import metadata
 
-from harness.spec import PROFILES
+from harness.spec import PROFILES, HarnessError
+
+RECORDS_ENV = "FWCOMPARE_FRAMEWORKS"
+IMPLS_ENV = "FWCOMPARE_IMPLS"
 
 # The environment a GPU cell needs for its precision, for every library that reads one
 # (cuBLAS and cuDNN under any framework, XLA under jax and Keras on jax, cuBLAS's TF32
@@ -24,6 +36,17 @@ GPU_PRECISION_ENV: dict[str, dict[str, str | None]] = {
     # The framework's own defaults: nothing is overridden.
     "default": {"NVIDIA_TF32_OVERRIDE": None},
 }
+
+# What each library reads from the environment, set before it is imported. "{threads}" is the
+# cell's thread count. A package that a cell imports brings its variables, so Keras on jax
+# gets jax's.
+PACKAGE_ENV: dict[str, dict[str, str]] = {
+    "jax": {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"},  # allocate as needed, like torch
+    "tensorflow": {"TF_FORCE_GPU_ALLOW_GROWTH": "true", "TF_CPP_MIN_LOG_LEVEL": "2",
+                   "TF_NUM_INTRAOP_THREADS": "{threads}", "TF_NUM_INTEROP_THREADS": "1"},
+}
+# Import names whose distribution on PyPI is named otherwise, tried in order.
+DISTRIBUTIONS = {"tensorflow": ("tensorflow", "tensorflow-cpu")}
 
 
 @dataclass(frozen=True)
@@ -41,11 +64,20 @@ class Framework:
     profiles: tuple[str, ...] = PROFILES
     backends: dict[str, tuple[str, ...]] = field(default_factory=dict)  # Keras: backend -> its packages
     in_default_matrix: bool = True
-    about: str = ""
+    has_parity_tests: bool = True  # tests/test_parity.py and tests/test_models.py cover it
 
     @property
     def idiomatic_mode(self) -> str:
+        """The code its users write: its first mode."""
         return self.modes[0]
+
+    def check_mode(self, mode: str | None) -> str:
+        """The mode a cell runs: the idiomatic one for None, a HarnessError listing the valid ones if unknown."""
+        if mode is None:
+            return self.idiomatic_mode
+        if mode not in self.modes:
+            raise HarnessError(f"{self.name} has no mode {mode!r}; valid modes: {', '.join(self.modes)}")
+        return mode
 
     def needs(self, backend: str | None, profile: str = "equal") -> tuple[str, ...]:
         """The packages a cell on this backend and profile imports."""
@@ -56,9 +88,16 @@ class Framework:
         """The tox env that installs what a cell of this framework (and backend) needs."""
         return self.name if backend in (None, "tensorflow") else f"{self.name}-{backend}"
 
-    def cell_env(self, backend: str | None, device: str, precision: str) -> dict[str, str | None]:
+    def label(self, backend: str | None) -> str:
+        """'torch', or 'keras[jax]' for a Keras backend."""
+        return f"{self.name}[{backend}]" if backend else self.name
+
+    def cell_env(self, backend: str | None, device: str, precision: str, threads: int,
+                 profile: str = "equal") -> dict[str, str | None]:
         """Environment variables for a cell (None: remove the variable)."""
         env: dict[str, str | None] = {}
+        for package in self.needs(backend, profile):
+            env.update({k: v.format(threads=threads) for k, v in PACKAGE_ENV.get(package, {}).items()})
         if backend:
             env["KERAS_BACKEND"] = backend
         if device == "cpu":
@@ -67,19 +106,78 @@ class Framework:
             env.update(GPU_PRECISION_ENV[precision])
         return env
 
+    def versions(self, backend: str | None, profile: str = "equal") -> dict[str, str]:
+        """Installed versions of the packages a cell imports ("not installed" where absent)."""
+        out = {}
+        for name in self.needs(backend, profile):
+            out[name] = "not installed"
+            for dist in DISTRIBUTIONS.get(name, (name,)):
+                try:
+                    out[name] = metadata.version(dist)
+                    break
+                except metadata.PackageNotFoundError:
+                    pass
+        return out
+
 
 FRAMEWORKS: dict[str, Framework] = {f.name: f for f in [
     Framework("torch", "impls.torch_impl:TorchImpl", ("torch",), modes=("eager", "compile", "cudagraph"),
-              native_packages=("torchvision",), native_modes=("eager", "compile"), gpu_only_modes=("cudagraph",),
-              about="eager: fused Adam/SGD; compile: torch.compile over the whole step; "
-                    "cudagraph: 16 whole steps per CUDA-graph replay (GPU only)"),
+              native_packages=("torchvision",), native_modes=("eager", "compile"), gpu_only_modes=("cudagraph",)),
     Framework("keras", "impls.keras_impl:KerasImpl", ("keras",), modes=("fit", "fit-jit"), native_modes=("fit", "fit-jit"),
-              backends={"tensorflow": ("tensorflow",), "jax": ("jax",), "torch": ("torch",)},
-              about="fit: compile's defaults; fit-jit: jit_compile=True, several steps per execution"),
-    Framework("jax", "impls.jax_impl:JaxImpl", ("jax", "flax", "optax"), modes=("step", "scan"), native_modes=("step",),
-              about="step: one jitted call per step; scan: the whole epoch as one jitted lax.scan"),
+              backends={"tensorflow": ("tensorflow",), "jax": ("jax",), "torch": ("torch",)}),
+    Framework("jax", "impls.jax_impl:JaxImpl", ("jax", "flax", "optax"), modes=("step", "scan"), native_modes=("step",)),
     # The float64 oracle: runs only when asked for, and only as profile equal.
     Framework("numpy", "impls.numpy_impl:NumpyImpl", ("numpy",), modes=("reference",),
-              profiles=("equal",), in_default_matrix=False,
-              about="the float64 numpy reference behind the parity tests"),
+              profiles=("equal",), in_default_matrix=False, has_parity_tests=False),
 ]}
+
+
+def _plugged_in() -> dict[str, Framework]:
+    """Records and bare impls named in the environment (see the module docstring)."""
+    out = {}
+    for target in filter(None, os.environ.get(RECORDS_ENV, "").split(",")):
+        module, _, attribute = target.strip().partition(":")
+        try:
+            record = getattr(importlib.import_module(module), attribute)
+        except (ImportError, AttributeError) as exc:
+            raise HarnessError(f"{RECORDS_ENV}: {target!r} is no importable module:ATTRIBUTE ({exc})") from None
+        out[record.name] = record
+    for item in filter(None, os.environ.get(IMPLS_ENV, "").split(",")):
+        name, _, target = item.partition("=")
+        if ":" not in target:
+            raise HarnessError(f"{IMPLS_ENV}: {item!r} is not name=module:Class")
+        out[name.strip()] = Framework(name.strip(), target.strip(), (), modes=("default",), profiles=("equal",),
+                                      in_default_matrix=False, has_parity_tests=False)
+    return out
+
+
+def frameworks() -> dict[str, Framework]:
+    """Every framework's record: the suite's own, then any plugged in."""
+    return {**FRAMEWORKS, **_plugged_in()}
+
+
+def framework(name: str) -> Framework:
+    """A framework's record, or a HarnessError listing the valid names."""
+    registry = frameworks()
+    if name not in registry:
+        raise HarnessError(f"unknown framework {name!r}; valid frameworks: {', '.join(registry)}")
+    return registry[name]
+
+
+def default_frameworks() -> tuple[str, ...]:
+    """What a matrix runs when no --framework is given."""
+    return tuple(name for name, record in frameworks().items() if record.in_default_matrix)
+
+
+def load_impl(name: str):
+    """Import and instantiate a framework's Impl; a one-line error if it is not installed."""
+    record = framework(name)
+    module_name, cls_name = record.impl.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise HarnessError(
+            f"framework {name!r} is not installed here ({exc}); "
+            f"run it in its tox env (tox -e {record.tox_env(None)}) or pip install -e '.[{name}]'"
+        ) from None
+    return getattr(module, cls_name)()

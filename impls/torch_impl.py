@@ -18,7 +18,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from harness.spec import EVAL_BATCH, Dense, Flatten, HarnessError, Hyper, ImplBase, ModelSpec
+from harness.contract import ImplBase
+from harness.spec import EVAL_BATCH, Dense, Flatten, HarnessError, Hyper, ModelSpec
 
 
 # ---------------------------------------------------------------- the models

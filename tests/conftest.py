@@ -7,7 +7,7 @@ import os
 import pytest
 
 from harness import data
-from harness.spec import default_frameworks, framework, load_impl
+from impls.records import default_frameworks, framework, load_impl
 
 def installed(name: str) -> bool:
     """Whether a framework's packages are here: tests of one not installed are skipped, so each

@@ -15,7 +15,8 @@ import pytest
 
 from harness.parity import NATIVE_TOLERANCE, TOLERANCE
 from harness.results import read_result
-from harness.spec import PROFILES, default_frameworks
+from harness.spec import PROFILES
+from impls.records import default_frameworks
 
 RESULTS = os.environ.get("FWCOMPARE_PARITY_DIR")
 pytestmark = pytest.mark.skipif(not RESULTS, reason="FWCOMPARE_PARITY_DIR unset (tox -e parity sets it)")

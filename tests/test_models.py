@@ -14,7 +14,8 @@ import pytest
 
 from harness import data
 from harness.protocol import initial_weights
-from harness.spec import MODELS, RECIPE_MODELS, DataSpec, Hyper, default_frameworks, framework, model_spec
+from harness.spec import MODELS, RECIPE_MODELS, DataSpec, Hyper, model_spec
+from impls.records import default_frameworks, framework
 from tests.conftest import DEVICE, FRAMEWORKS, installed
 
 IMPLS = Path(__file__).resolve().parent.parent / "impls"

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from harness import data, plain_loops
-from harness.spec import HarnessError, framework
+from harness.spec import HarnessError
+from impls.records import framework
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMIT = 2000

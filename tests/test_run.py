@@ -166,7 +166,8 @@ class FakeGpu:
 def test_a_gpu_cell_traces_only_its_last_epoch_and_times_without_it():
     from harness import cell, child, data
     from harness.protocol import initial_weights, steady_epochs
-    from harness.spec import Hyper, load_impl, model_spec
+    from harness.spec import Hyper, model_spec
+    from impls.records import load_impl
 
     ds = data.load("tiny5x5")
     model, hyper = model_spec("toy25", ds.input_shape, ds.num_classes), Hyper(optimizer="sgd", batch_size=1, epochs=4)

@@ -12,7 +12,8 @@ from pathlib import Path
 import pandas as pd
 
 from harness.results import REPO_ROOT, schema_problem, slug
-from harness.spec import HarnessError, default_frameworks, framework
+from harness.spec import HarnessError
+from impls.records import default_frameworks, framework
 
 EXTRA_FIELDS = ("predictions", "weights_file")  # optional result fields that feed two plots
 MAKE_RESULTS = "python -m harness.run --framework numpy --model logistic --epochs 2 (or tox -e torch,keras,jax)"
