@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import data, protocol
+from harness import data, data_files, protocol
 from harness.spec import DataSpec
 
 MNIST_TRAIN = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
@@ -91,7 +91,7 @@ def damage(path: Path, how: str) -> None:
 @pytest.mark.parametrize("how", ["truncated", "byte flipped"])
 def test_damaged_cache_is_rejected_and_rebuilt_never_loaded(isolated_cache, how, capsys):
     raw = data.load_raw("mnist")  # the real cache, from before isolation... or a rebuild
-    good = data.Raw(raw.x_train, raw.y_train, raw.x_test, raw.y_test, "test fixture")
+    good = data_files.Raw(raw.x_train, raw.y_train, raw.x_test, raw.y_test, "test fixture")
     cached = data.write_cache("mnist", good)
     # a user's Keras cache is the source the rebuild must come from
     keras_npz = isolated_cache / "home/.keras/datasets/mnist.npz"
@@ -110,12 +110,12 @@ def test_cache_is_written_atomically_with_its_checksum(isolated_cache):
     raw = data.load_raw("tiny5x5")
     path = data.write_cache("tiny", raw)
     assert sorted(p.name for p in path.parent.iterdir()) == ["tiny.npz", "tiny.npz.sha256"]
-    assert path.with_suffix(".npz.sha256").read_text().split()[0] == data.sha256_file(path)
+    assert path.with_suffix(".npz.sha256").read_text().split()[0] == data_files.sha256_file(path)
 
 
 def test_mnist_pickle_with_wrong_checksum_is_never_unpickled():
-    with pytest.raises(data.DataError, match="refusing to unpickle"):
-        data.read_mnist_pickle(b"not the pickle", "test")
+    with pytest.raises(data_files.DataError, match="refusing to unpickle"):
+        data_files.read_mnist_pickle(b"not the pickle", "test")
 
 
 # ---------------------------------------------------------------- errors on the command line
@@ -128,7 +128,7 @@ def bad_inputs(tmp: Path):
     (tmp / "empty").mkdir()
     (tmp / "notes.npz").write_text("this is not an npz")
     (tmp / "idx").mkdir()
-    for stem in data.IDX_NAMES.values():
+    for stem in data_files.IDX_NAMES.values():
         (tmp / "idx" / stem).write_bytes(b"\x00\x00\x08\x03\x00\x00\x00\x05")  # header only
     return {
         "unknown dataset": (["info", "cifar"], {}, "valid datasets: mnist, fashion, tiny5x5"),
