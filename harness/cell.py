@@ -1,7 +1,7 @@
 """A cell of the matrix: what one process trains and measures, and its result file's name.
 
 A cell is (framework, Keras backend, model, mode, profile, batch size, seed, dataset and its
-SHA-256, precision, device, threads, recipe). The runner (harness.run) makes them; the parent
+SHA-256, precision, device, threads, recipe, trial, and whether it is an A/A twin). The runner (harness.run) makes them; the parent
 side (harness.launch) starts one process per cell; that process (harness.child) trains it.
 """
 from __future__ import annotations
@@ -28,6 +28,8 @@ class Cell:
     recipe: str | None = None  # the seed recipe this cell belongs to (harness/recipes.py)
     profile: str = "equal"  # equal (same weights, order and maths) or native (the users' code)
     data_sha256: str = ""  # SHA-256 of the dataset's arrays (harness.data.Raw.sha256)
+    trial: int = 0  # one of several processes of the same configuration (timing spread)
+    twin: bool = False  # the A/A copy of a configuration: the same code, counted apart (noise floor)
 
     @property
     def id(self) -> str:
@@ -36,8 +38,9 @@ class Cell:
         fw = f"{self.framework}-{self.backend}" if self.backend else self.framework
         h = self.hyper
         prefix = f"{self.recipe}-" if self.recipe else ""
+        twin = "-twin" if self.twin else ""
         return (f"{prefix}{self.data.name}-{self.model}-{fw}-{self.mode}-{self.profile}-b{h.batch_size}"
-                f"-{h.optimizer}-e{h.epochs}-s{h.seed}-{self.precision}-{self.device}"
+                f"-{h.optimizer}-e{h.epochs}-s{h.seed}-t{self.trial}{twin}-{self.precision}-{self.device}"
                 f"-d{self.data_sha256[:8]}-{digest}")
 
     @property
@@ -45,12 +48,18 @@ class Cell:
         """The id without its digest: what progress lines show."""
         return self.id.rsplit("-", 1)[0]
 
+    @property
+    def configuration(self) -> "Cell":
+        """The cell with its seed and trial set aside: what trials and seeds are repetitions of."""
+        return dataclasses.replace(self, trial=0, hyper=dataclasses.replace(self.hyper, seed=0))
+
     def asdict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def fromdict(cls, d: dict) -> "Cell":
-        d = dict(d)
+        """A cell from asdict()'s dict (an "id" key, as result files carry, is ignored)."""
+        d = {k: v for k, v in d.items() if k != "id"}
         data = dict(d.pop("data"))
         data["classes"] = tuple(data.get("classes", ()))
         return cls(data=DataSpec(**data), hyper=Hyper(**d.pop("hyper")), **d)

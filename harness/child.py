@@ -1,9 +1,9 @@
-"""One cell, trained and measured in its own process: python -m harness.child CELL_JSON OUT_PATH.
+"""One cell, trained and measured in its own process: python -m harness.child CELL_JSON STORE [CONTEXT_JSON].
 
 The runner's parent side (harness.launch) starts it with the cell's environment already set
 (threads, allocators, backend, precision), so that nothing here runs before a framework is
-imported. It writes one result file atomically whatever happens (ok, diverged, oom, error);
-if even that write fails, it says so on its last line and exits with WRITE_FAILED.
+imported. It writes one result into the store whatever happens (ok, diverged, oom, error);
+if even that write fails, it says so on its last line and exits with launch.WRITE_FAILED.
 """
 from __future__ import annotations
 
@@ -18,20 +18,16 @@ import numpy as np
 
 from harness.cell import Cell
 from harness.protocol import evaluate, steady_epochs
+from harness.results import SCHEMA_VERSION, Metrics, Result, build
 from harness.spec import PRECISION_NOTES, HarnessError, Hyper, model_spec
+from harness.store import Store, failure_record
 from impls.records import framework, load_impl
 
 LATENCY_CALLS = 200
 INFER_REPEATS = 3
 PREDICTION_SAMPLE = 16  # test images kept with their predictions in each result
 WEIGHT_IMAGE_MODELS = ("logistic",)  # whose final weights are saved: the report draws them
-STEP_POINTS = 100  # per-iteration loss curve: at most this many points an epoch (means of steps)
-WRITE_FAILED = 3  # the exit code when the result file could not be written
-
-
-def framework_versions(cell: Cell) -> dict[str, str]:
-    """Versions of the packages the cell's framework, backend and profile import."""
-    return framework(cell.framework).versions(cell.backend, cell.profile)
+STEP_POINTS = 100  # per-iteration loss curve: at most this many points an epoch (means of recorded losses)
 
 
 def prediction_sample(x: np.ndarray, y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
@@ -46,14 +42,89 @@ def prediction_sample(x: np.ndarray, y: np.ndarray, pred: np.ndarray) -> dict[st
             "shape": list(images.shape), "images_b64": base64.b64encode(images.tobytes()).decode()}
 
 
-def run_cell(cell: Cell, say=print, weights_out: Path | None = None) -> dict[str, Any]:
-    """Train and measure one cell in this process; returns the result payload.
+class Training:
+    """The harness's side of the epochs (contract.EpochHooks): orders, GPU tracing, evaluation, curves.
 
-    weights_out: where a logistic model's final weights go (.npz), for the report.
+    Each epoch is timed by the impl between sync barriers; everything here happens outside
+    that clock. `overhead` is the harness's own work per epoch (making the order, converting
+    the losses), recorded beside the epoch time.
     """
+
+    def __init__(self, impl, ds, hyper: Hyper, gpu, say):
+        self.impl, self.ds, self.hyper, self.gpu, self.say = impl, ds, hyper, gpu, say
+        self.curves: dict[str, Any] = {k: [] for k in ("epoch", "train_loss", "test_loss", "test_accuracy",
+                                                       "val_accuracy", "epoch_s", "gpu_busy_s", "energy_j",
+                                                       "step_loss", "input_s")}
+        steps = len(ds.x_train) // hyper.batch_size
+        self.curves["loss_every"] = getattr(impl, "loss_every", 1)
+        every = self.curves["loss_every"]
+        recorded = -(-steps // every) if every else 1  # the losses the impl's loop records an epoch
+        self.curves["steps_per_point"] = -(-recorded // STEP_POINTS)  # seed 004 plots loss per iteration
+        # On a GPU the last epoch is traced by CUPTI for the busy time, and left out of the
+        # steady timings, as tracing slows the host side; at least two untraced epochs remain.
+        self.curves["profiled_epoch"] = hyper.epochs if gpu.reason is None and hyper.epochs >= 3 else None
+        self.overhead: list[float] = []
+        self.status, self.message = "ok", ""
+        self._prep_s, self._start_ns, self._energy0 = 0.0, None, None
+
+    def order_for(self, epoch: int) -> np.ndarray:
+        from harness.protocol import batch_order
+
+        start = time.perf_counter()
+        order = batch_order(len(self.ds.x_train), self.hyper.batch_size, self.hyper.seed, epoch - 1)
+        self._prep_s = time.perf_counter() - start
+        return order
+
+    def begin(self, epoch: int) -> None:
+        traced = epoch == self.curves["profiled_epoch"]
+        self._energy0 = None if traced else self.gpu.energy_mj()
+        self._start_ns = self.gpu.start() if traced else None
+
+    def end(self, epoch: int, seconds: float, losses, input_s: float | None) -> bool:
+        traced = epoch == self.curves["profiled_epoch"]
+        busy = self.gpu.stop(self._start_ns) if traced else None
+        energy1 = None if traced else self.gpu.energy_mj()
+        start = time.perf_counter()
+        losses = np.atleast_1d(np.asarray(losses, np.float64))
+        self.overhead.append(self._prep_s + time.perf_counter() - start)
+        c, finite = self.curves, bool(np.isfinite(losses).all())
+        k = c["steps_per_point"]
+        c["step_loss"] += [float(chunk.mean()) if np.isfinite(chunk).all() else None
+                           for chunk in np.array_split(losses, range(k, len(losses), k))]
+        c["epoch"].append(epoch)
+        c["epoch_s"].append(seconds)
+        c["input_s"].append(input_s)
+        c["train_loss"].append(float(losses.mean()) if finite else None)
+        c["gpu_busy_s"].append(busy)
+        # NVML's counter moves in steps (~0.1 s apart): an epoch inside one step reads 0 J,
+        # which is no measurement, so it is left out rather than averaged in
+        c["energy_j"].append(None if self._energy0 is None or energy1 is None or energy1 == self._energy0
+                             else (energy1 - self._energy0) / 1e3)
+        if not finite:
+            bad = int(np.flatnonzero(~np.isfinite(losses))[0])
+            where = "the epoch's mean" if c["loss_every"] == 0 else f"step {bad * max(c['loss_every'], 1) + 1}"
+            self.status, self.message = "diverged", f"loss became {losses[bad]} at epoch {epoch}, {where}"
+            for key in ("test_loss", "test_accuracy", "val_accuracy"):
+                c[key].append(None)
+            self.say(f"epoch {epoch}/{self.hyper.epochs}  diverged: {self.message}")
+            return False
+        test = evaluate(self.impl, self.ds.x_test, self.ds.y_test, self.ds.num_classes)
+        c["test_loss"].append(test["loss"])
+        c["test_accuracy"].append(test["accuracy"])
+        c["val_accuracy"].append(evaluate(self.impl, self.ds.x_val, self.ds.y_val, self.ds.num_classes)["accuracy"]
+                                 if len(self.ds.y_val) else None)
+        self.say(f"epoch {epoch}/{self.hyper.epochs}  loss {c['train_loss'][-1]:.4f}  "
+                 f"test_loss {test['loss']:.4f}  test_acc {test['accuracy']:.4f}  {seconds:.2f} s")
+        return True
+
+
+def run_cell(cell: Cell, store: Store, say=print, context: dict | None = None) -> Result:
+    """Train and measure one cell in this process; its result (weights written beside it for the report)."""
     from harness import data as data_mod
-    from harness import measure, results
+    from harness import measure
+    from harness.machine import ContentionMeter, machine_env
     from harness.protocol import initial_weights
+    from harness.split import time_split
 
     ds = data_mod.load(cell.data)
     if cell.data_sha256 and ds.sha256 != cell.data_sha256:
@@ -62,28 +133,31 @@ def run_cell(cell: Cell, say=print, weights_out: Path | None = None) -> dict[str
     model = model_spec(cell.model, ds.input_shape, ds.num_classes)
     h = cell.hyper
     # profile native starts from each framework's own initialisation
-    weights = initial_weights(model, h.seed) if h.init == "canonical" and cell.profile == "equal" else None
-    impl = load_impl(cell.framework)
-    gpu = measure.GpuTimer(cell.device)
-    build_s, _ = measure.timed(
-        lambda: impl.build(model, h, ds, weights, cell.device, cell.mode, cell.precision, cell.profile),
-        lambda: None)
-    curves, status, message, overhead = train(impl, ds, h, gpu, say)
 
+    def build_impl(spec):
+        weights = initial_weights(spec, h.seed) if h.init == "canonical" and cell.profile == "equal" else None
+        impl = load_impl(cell.framework)
+        impl.build(spec, h, ds, weights, cell.device, cell.mode, cell.precision, cell.profile)
+        return impl
+
+    gpu = measure.GpuTimer(cell.device)
+    build_s, impl = measure.timed(lambda: build_impl(model), lambda: None)
+    training = Training(impl, ds, h, gpu, say)
+    meter = ContentionMeter().start()
+    impl.run_epochs(h.epochs, training.order_for, training)
+    contention = meter.stop(gpu=cell.device != "cpu")
+    curves, status = training.curves, training.status
     steady = steady_epochs(curves) if status == "ok" else []
-    steps = len(ds.x_train) // h.batch_size
     # The last partial batch is dropped (harness.protocol.batch_order); a native input pipeline
     # may keep it, and says how many samples its epoch trains on.
-    samples = getattr(impl, "samples_per_epoch", None) or steps * h.batch_size
+    samples = impl.samples_per_epoch
     steps = -(-samples // h.batch_size)  # a kept partial batch is one more step
     metrics: dict[str, Any] = {
         "build_s": build_s, "samples_per_epoch": samples, "steps_per_epoch": steps,
-        "first_epoch_s": curves["epoch_s"][0] if curves["epoch_s"] else None,
-        "steady_epoch_s": steady,
-        "epoch_s": measure.spread(steady),
-        "train_samples_per_s": measure.spread(samples / s for s in steady),
-        "test_accuracy": None, "test_loss": None, "val_accuracy": None, "per_class_accuracy": None,
-        "infer_samples_per_s": None, "latency_b1_ms": None,
+        "first_epoch_s": curves["epoch_s"][0] if curves["epoch_s"] else None, "steady_epoch_s": steady,
+        "epoch_s": measure.spread(steady), "train_samples_per_s": measure.spread(samples / s for s in steady),
+        "harness_overhead_s": measure.spread(training.overhead),
+        "harness_overhead_fraction": float(np.median(training.overhead) / np.median(steady)) if steady else None,
     }
     extra: dict[str, Any] = {}
     if status == "ok" and h.epochs:
@@ -91,95 +165,37 @@ def run_cell(cell: Cell, say=print, weights_out: Path | None = None) -> dict[str
         metrics.update(test_accuracy=final["accuracy"], test_loss=final["loss"],
                        per_class_accuracy=final["per_class"], val_accuracy=curves["val_accuracy"][-1])
         extra["predictions"] = prediction_sample(ds.x_test, ds.y_test, final["predicted"])
-        if cell.model in WEIGHT_IMAGE_MODELS and weights_out is not None:
-            results.write_npz_atomic(weights_out, impl.get_weights())
-            extra["weights_file"] = str(weights_out.relative_to(weights_out.parent.parent))
+        if cell.model in WEIGHT_IMAGE_MODELS:
+            extra["weights_file"] = store.write_weights(cell, impl.get_weights())
         infer = [measure.timed(lambda: impl.logits(ds.x_test), impl.sync)[0] for _ in range(INFER_REPEATS)]
         metrics["infer_samples_per_s"] = measure.spread(len(ds.x_test) / s for s in infer)
         metrics["latency_b1_ms"] = measure.latency_ms(impl.logits, ds.x_test, LATENCY_CALLS)
     metrics.update(device_metrics(cell, impl, gpu, curves, steady))
     metrics["peak_rss_mb"] = measure.peak_rss_mb()
-    metrics["harness_overhead_s"] = measure.spread(overhead)
-    metrics["harness_overhead_fraction"] = (float(np.median(overhead) / np.median(steady))
-                                            if steady else None)
-
-    env = results.machine_env()
-    env.update(framework_version=framework_versions(cell), keras_backend=cell.backend,
+    settings = impl.settings()
+    if steady:  # after every other measurement: the probe builds a second model in this process
+        steady_inputs = [s for e, s in zip(curves["epoch"], curves["input_s"]) if e > 1 and e != curves["profiled_epoch"]]
+        metrics["split"] = time_split(cell, model, h, ds, build_impl, steady, steady_inputs, steps,
+                                      impl.input_clock.how)
+    env = machine_env()
+    env.update(framework_version=framework(cell.framework).versions(cell.backend, cell.profile),
+               keras_backend=cell.backend, contention=contention, round=(context or {}).get("round"),
                device_name=getattr(impl, "device_name", lambda: None)() or env["cpu"],
                settings={"threads": int(os.environ.get("OMP_NUM_THREADS", 0)),
                          "precision": PRECISION_NOTES[cell.precision],
-                         "preallocate": "off (XLA_PYTHON_CLIENT_PREALLOCATE=false, "
-                                        "TF_FORCE_GPU_ALLOW_GROWTH=true)",
                          "determinism": "not enforced; " + ("same data, order and weights" if cell.profile == "equal"
                                                             else "same data, each framework's own order and init"),
-                         "compile_cache": "fresh per cell (first epochs compile cold)",
-                         **getattr(impl, "settings", lambda: {})()})
-    return {**payload(cell, status, message, data_record(ds), metrics, curves, env), **extra}
+                         "compile_cache": "fresh per cell (first epochs compile cold)", **settings})
+    return build(Result, {"schema_version": SCHEMA_VERSION, "cell": cell.asdict(), "status": status,
+                          "message": training.message, "data": data_record(ds),
+                          "metrics": {name: None for name in Metrics.__dataclass_fields__} | metrics,
+                          "curves": curves, "env": env, **extra}, "result")
 
 
 def data_record(ds) -> dict[str, Any]:
     """What a result says about its data: name, where it came from, the SHA-256 of its arrays, sizes."""
     return {"name": ds.spec.name, "source": ds.source, "sha256": ds.sha256,
             "train": len(ds.y_train), "val": len(ds.y_val), "test": len(ds.y_test)}
-
-
-def train(impl, ds, h: Hyper, gpu, say) -> tuple[dict[str, list], str, str, list[float]]:
-    """The epochs: each timed between sync barriers, evaluated outside the timer.
-
-    Returns the per-epoch curves, the status ("ok" or "diverged") with its message, and
-    the harness's own overhead per epoch (making the order, converting the losses).
-    """
-    from harness import measure
-    from harness.protocol import batch_order
-
-    curves: dict[str, Any] = {k: [] for k in ("epoch", "train_loss", "test_loss", "test_accuracy",
-                                              "val_accuracy", "epoch_s", "gpu_busy_s", "energy_j", "step_loss")}
-    steps = len(ds.x_train) // h.batch_size
-    curves["steps_per_point"] = -(-steps // STEP_POINTS)  # seed 004 plots loss per iteration
-    # On a GPU the last epoch is traced by CUPTI for the busy time, and left out of the
-    # steady timings, as tracing slows the host side; at least two untraced epochs remain.
-    curves["profiled_epoch"] = h.epochs if gpu.reason is None and h.epochs >= 3 else None
-    overhead: list[float] = []
-    for epoch in range(h.epochs):
-        t0 = time.perf_counter()
-        order = batch_order(len(ds.x_train), h.batch_size, h.seed, epoch)
-        prep_s = time.perf_counter() - t0
-        traced = epoch + 1 == curves["profiled_epoch"]
-        energy0 = None if traced else gpu.energy_mj()
-        start_ns = gpu.start() if traced else None
-        epoch_s, losses = measure.timed(lambda: impl.train_epoch(order), impl.sync)
-        busy = gpu.stop(start_ns) if traced else None
-        energy1 = None if traced else gpu.energy_mj()
-        t0 = time.perf_counter()
-        losses = np.asarray(losses, np.float64)
-        overhead.append(prep_s + time.perf_counter() - t0)
-        finite = bool(np.isfinite(losses).all())
-        k = curves["steps_per_point"]
-        curves["step_loss"] += [float(c.mean()) if np.isfinite(c).all() else None
-                                for c in np.array_split(losses, range(k, len(losses), k))]
-        curves["epoch"].append(epoch + 1)
-        curves["epoch_s"].append(epoch_s)
-        curves["train_loss"].append(float(losses.mean()) if finite else None)
-        curves["gpu_busy_s"].append(busy)
-        # NVML's counter moves in steps (~0.1 s apart): an epoch inside one step reads 0 J,
-        # which is no measurement, so it is left out rather than averaged in
-        curves["energy_j"].append(None if energy0 is None or energy1 is None or energy1 == energy0
-                                  else (energy1 - energy0) / 1e3)
-        if not finite:
-            bad = int(np.flatnonzero(~np.isfinite(losses))[0])
-            message = f"loss became {losses[bad]} at epoch {epoch + 1}, step {bad + 1}"
-            for key in ("test_loss", "test_accuracy", "val_accuracy"):
-                curves[key].append(None)
-            say(f"epoch {epoch + 1}/{h.epochs}  diverged: {message}")
-            return curves, "diverged", message, overhead
-        test = evaluate(impl, ds.x_test, ds.y_test, ds.num_classes)
-        curves["test_loss"].append(test["loss"])
-        curves["test_accuracy"].append(test["accuracy"])
-        curves["val_accuracy"].append(
-            evaluate(impl, ds.x_val, ds.y_val, ds.num_classes)["accuracy"] if len(ds.y_val) else None)
-        say(f"epoch {epoch + 1}/{h.epochs}  loss {curves['train_loss'][-1]:.4f}  "
-            f"test_loss {test['loss']:.4f}  test_acc {test['accuracy']:.4f}  {epoch_s:.2f} s")
-    return curves, "ok", "", overhead
 
 
 def device_metrics(cell: Cell, impl, gpu, curves: dict, steady: list[float]) -> dict[str, Any]:
@@ -206,35 +222,6 @@ def device_metrics(cell: Cell, impl, gpu, curves: dict, steady: list[float]) -> 
     }
 
 
-def payload(cell: Cell, status: str, message: str, data: dict, metrics: dict, curves: dict, env: dict) -> dict:
-    """A result file's contents (harness.results.SCHEMA)."""
-    from harness.results import SCHEMA_VERSION
-
-    c = cell.asdict()
-    flat = {"id": cell.id, "framework": c["framework"], "backend": c["backend"], "model": c["model"],
-            "mode": c["mode"], "profile": c["profile"], "dataset": c["data"], "data_sha256": c["data_sha256"],
-            "batch_size": cell.hyper.batch_size,
-            "seed": cell.hyper.seed, "precision": c["precision"], "device": c["device"],
-            "epochs": cell.hyper.epochs, "hyper": c["hyper"], "threads": c["threads"],
-            "recipe": cell.recipe}
-    return {"schema_version": SCHEMA_VERSION, "cell": flat, "status": status, "message": message,
-            "data": data, "metrics": metrics, "curves": curves, "env": env}
-
-
-def failure_payload(cell: Cell, status: str, message: str) -> dict:
-    """A cell that ended without measurements (error, out of memory, crash)."""
-    from harness import results
-
-    keys = results.SCHEMA["properties"]["metrics"]["required"]
-    env = results.machine_env()
-    env.update(framework_version=framework_versions(cell), keras_backend=cell.backend,
-               device_name=None, settings={})
-    curves = {k: [] for k in results.SCHEMA["properties"]["curves"]["required"]}
-    data = {"name": cell.data.name, "source": None, "sha256": cell.data_sha256 or None,
-            "train": None, "val": None, "test": None}
-    return payload(cell, status, message, data, dict.fromkeys(keys), curves, env)
-
-
 def classify(exc: BaseException) -> str:
     text = f"{type(exc).__name__} {exc}".lower()
     oom = isinstance(exc, MemoryError) or any(
@@ -242,25 +229,26 @@ def classify(exc: BaseException) -> str:
     return "oom" if oom else "error"
 
 
-def child_main(cell_json: str, out: Path) -> int:
-    """Run a cell and write its result file, whatever happens; 0, or WRITE_FAILED if that write failed."""
-    from harness.results import write_json_atomic
+def child_main(cell_json: str, root: Path, context_json: str = "{}") -> int:
+    """Run a cell and store its result, whatever happens; 0, or WRITE_FAILED if that write failed."""
+    from harness.launch import WRITE_FAILED
 
-    cell = Cell.fromdict(json.loads(cell_json))
+    cell, store, context = Cell.fromdict(json.loads(cell_json)), Store(root), json.loads(context_json)
+    extra = {"round": context.get("round")}
     try:
-        result = run_cell(cell, weights_out=out.parent / "weights" / f"{out.stem}.npz")
+        result = run_cell(cell, store, context=context)
     except HarnessError as exc:
-        result = failure_payload(cell, "error", str(exc))
+        result = failure_record(cell, "error", str(exc), extra)
     except Exception as exc:  # recorded, so that the matrix goes on
-        result = failure_payload(cell, classify(exc), f"{type(exc).__name__}: {exc}")
+        result = failure_record(cell, classify(exc), f"{type(exc).__name__}: {exc}", extra)
     try:
-        write_json_atomic(out, result)
+        store.write(cell, result)
     except OSError as exc:  # a full disk, a folder made read-only meanwhile: the parent records it
-        print(f"status error: could not write {out}: {exc.strerror or exc}")
+        print(f"status error: could not write the result in {root}: {exc.strerror or exc}")
         return WRITE_FAILED
-    print(f"status {result['status']}" + (f": {result['message']}" if result["message"] else ""))
+    print(f"status {result.status}" + (f": {result.message}" if result.message else ""))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(child_main(sys.argv[1], Path(sys.argv[2])))
+    sys.exit(child_main(sys.argv[1], Path(sys.argv[2]), *sys.argv[3:4]))

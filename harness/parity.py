@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 
+from harness.spec import HarnessError
+
 # Largest allowed |accuracy difference| between two frameworks at the same seed, per model.
 # Same seed = same initial weights and batch order, but float32 rounding differs between
 # frameworks and training can amplify it until the runs are as far apart as two seeds:
@@ -25,3 +27,14 @@ TOLERANCE = {model: 3 * math.sqrt(2) * sd for model, sd in SEED_SD.items()}
 # equal's, 3 * sqrt(2) * sd, with sd the largest of the three frameworks'.
 NATIVE_SEED_SD = {"logistic": 0.0018, "mlp": 0.0026, "cnn": 0.0061}
 NATIVE_TOLERANCE = {model: 3 * math.sqrt(2) * sd for model, sd in NATIVE_SEED_SD.items()}
+TOLERANCES = {"equal": TOLERANCE, "native": NATIVE_TOLERANCE}
+
+
+def tolerance(model: str, profile: str) -> float:
+    """The parity bound for a model in a profile; a HarnessError, never a silent skip, where no
+    seed spread was measured for it."""
+    try:
+        return TOLERANCES[profile][model]
+    except KeyError:
+        raise HarnessError(f"no seed spread measured for model {model!r} in profile {profile!r}, so no parity "
+                           "bound: measure it (seeds 0-4, 2 epochs) and add it to harness/parity.py") from None

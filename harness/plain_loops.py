@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import fcntl
 import json
 import os
 import re
@@ -36,18 +35,21 @@ import sys
 import time
 from pathlib import Path
 
-from harness import run
 from harness.cell import Cell
-from harness.results import (FINAL_STATUSES, REPO_ROOT, WORKSPACE, machine_fingerprint, nvidia_gpus, read_result,
-                             write_json_atomic)
+from harness.files import REPO_ROOT, WORKSPACE
+from harness.machine import machine_fingerprint, nvidia_gpus
+from harness.options import Parser, check_choice, check_out, non_negative_int, positive_int
+from harness.results import FINAL_STATUSES
 from harness.spec import DataSpec, HarnessError, cli_main
-from impls.records import framework
+from harness.store import Store
+from impls.records import framework, frameworks
 
 RESULT_FILE = "plain-loops.json"
-# Each framework's loop modes, and the suite mode each one is set beside.
-SUITE_MODES = {"torch": {"eager": "eager", "graph": "cudagraph"},
-               "jax": {"step": "step", "scan": "scan"},
-               "keras": {"fit": "fit", "fit-jit": "fit-jit"}}
+
+
+def suite_modes() -> dict[str, dict[str, str]]:
+    """Each framework's plain-loop modes, and the suite mode each one is set beside (its record's)."""
+    return {name: record.plain_loop_modes for name, record in frameworks().items() if record.plain_loop_modes}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,7 +67,7 @@ class Loop:
 
     @property
     def suite_mode(self) -> str:
-        return SUITE_MODES[self.framework][self.mode]
+        return framework(self.framework).plain_loop_modes[self.mode]
 
     @property
     def gpu_only(self) -> bool:
@@ -74,21 +76,22 @@ class Loop:
 
 def parse_loop(text: str) -> Loop:
     """FRAMEWORK[BACKEND]:MODE:BATCH, e.g. torch:graph:256 or keras[jax]:fit-jit:32; a bare keras
-    runs on $KERAS_BACKEND, else tensorflow, as harness.run's cells do."""
+    runs on its default backend ($KERAS_BACKEND, else the first), as harness.run's cells do."""
     match = re.fullmatch(r"(\w+)(?:\[(\w+)\])?:([\w-]+):(\d+)", text)
     if not match:
         raise HarnessError(f"loop {text!r} is not FRAMEWORK[BACKEND]:MODE:BATCH (e.g. torch:eager:32, "
                            "keras[jax]:fit:32)")
     name, backend, mode, batch = match.groups()
-    if name not in SUITE_MODES:
-        raise HarnessError(f"no plain loop for {name!r}; loops exist for {', '.join(SUITE_MODES)}")
-    if mode not in SUITE_MODES[name]:
-        raise HarnessError(f"{name}'s plain loop has no mode {mode!r}; its modes: {', '.join(SUITE_MODES[name])}")
-    if name == "keras":
-        backend = backend or os.environ.get("KERAS_BACKEND", "tensorflow")
-        run.check_choice("backend", [backend], framework("keras").backends)
+    loops = suite_modes()
+    if name not in loops:
+        raise HarnessError(f"no plain loop for {name!r}; loops exist for {', '.join(loops)}")
+    if mode not in loops[name]:
+        raise HarnessError(f"{name}'s plain loop has no mode {mode!r}; its modes: {', '.join(loops[name])}")
+    if backends := framework(name).backends:
+        backend = backend or framework(name).default_backend()
+        check_choice("backend", [backend], backends)
     elif backend:
-        raise HarnessError(f"loop {text!r}: only keras takes a [backend]")
+        raise HarnessError(f"loop {text!r}: {name} takes no [backend]")
     if int(batch) < 1:
         raise HarnessError(f"loop {text!r}: the batch size must be positive")
     return Loop(name, backend, mode, int(batch))
@@ -125,10 +128,15 @@ def suite_cells(loops: list[Loop], device: str, epochs: int, threads: int, limit
             "--epochs", str(epochs), "--threads", str(threads),
             "--framework", *dict.fromkeys(loop.framework for loop in loops),
             "--mode", *dict.fromkeys(loop.suite_mode for loop in loops),
-            "--batch-size", *dict.fromkeys(str(loop.batch_size) for loop in loops),
-            "--backend", *dict.fromkeys(loop.backend or "tensorflow" for loop in loops)]
+            "--batch-size", *dict.fromkeys(str(loop.batch_size) for loop in loops)]
+    if backends := list(dict.fromkeys(loop.backend for loop in loops if loop.backend)):
+        argv += ["--backend", *backends]
+    from harness.matrix import expand
+    from harness.options import given_options
+    from harness.run import parser
+
     cells = {(c.framework, c.backend, c.mode, c.hyper.batch_size): c
-             for c in run.expand(run.parser().parse_args(argv), run.given_options(argv))}
+             for c in expand(parser().parse_args(argv), given_options(argv))}
     if limit:  # the first `limit` training rows, as the loops' --limit takes them (data_sha256 is the file's)
         cells = {key: dataclasses.replace(c, data=DataSpec("mnist", train_rows=limit)) for key, c in cells.items()}
     return {loop: cells[loop.framework, loop.backend, loop.suite_mode, loop.batch_size] for loop in loops}
@@ -161,7 +169,7 @@ def env_python(tox_env: str) -> str:
 # ---------------------------------------------------------------- running a pair
 def run_loop(loop: Loop, cell: Cell, npz: Path, limit: int) -> dict:
     """The plain program in its own process, in the cell's environment: its JSON line, or why none."""
-    from harness.launch import _die_with_parent, cell_env  # the loop dies with this runner, as a cell does
+    from harness.launch import cell_env, die_with_parent  # the loop dies with this runner, as a cell does
 
     command = [sys.executable, "-m", f"impls.plain.{loop.framework}_mlp", str(npz), "--mode", loop.mode,
                "--batch-size", str(loop.batch_size), "--epochs", str(cell.hyper.epochs), "--device", cell.device,
@@ -169,7 +177,7 @@ def run_loop(loop: Loop, cell: Cell, npz: Path, limit: int) -> dict:
     env = cell_env(cell)
     record = {"command": shlex.join(command),
               "environment": {k: v for k, v in sorted(env.items()) if os.environ.get(k) != v and k != "PYTHONPATH"}}
-    proc = subprocess.run(command, env=env, capture_output=True, text=True, preexec_fn=_die_with_parent)
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, preexec_fn=die_with_parent)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         return {**record, "status": "error", "message": f"exit status {proc.returncode}: {last}"}
@@ -179,15 +187,17 @@ def run_loop(loop: Loop, cell: Cell, npz: Path, limit: int) -> dict:
         return {**record, "status": "error", "message": f"no JSON line on stdout: {proc.stdout[-200:]!r}"}
 
 
-def suite_summary(cell: Cell, out: Path) -> dict:
-    """What the suite's result file says about the cell, beside the loop's figures."""
-    doc = read_result(out / f"{cell.id}.json") or {"status": "error", "message": "no result file", "metrics": {}}
-    metrics = doc["metrics"]
-    return {"cell_id": cell.id, "status": doc["status"], "message": doc["message"],
-            "samples_per_epoch": metrics.get("samples_per_epoch"),
-            "steady_epoch_s": metrics.get("steady_epoch_s"),
-            "train_samples_per_s_median": (metrics.get("train_samples_per_s") or {}).get("median"),
-            "test_accuracy": metrics.get("test_accuracy")}
+def suite_summary(cell: Cell, store: Store) -> dict:
+    """What the suite's result says about the cell, beside the loop's figures."""
+    result = store.read(cell)
+    if result is None:
+        return {"cell_id": cell.id, "status": "error", "message": "no result file", "samples_per_epoch": None,
+                "steady_epoch_s": None, "train_samples_per_s_median": None, "test_accuracy": None}
+    m = result.metrics
+    return {"cell_id": cell.id, "status": result.status, "message": result.message,
+            "samples_per_epoch": m.samples_per_epoch, "steady_epoch_s": m.steady_epoch_s,
+            "train_samples_per_s_median": m.train_samples_per_s.median if m.train_samples_per_s else None,
+            "test_accuracy": m.test_accuracy}
 
 
 def samples_per_s(record: dict, side: str) -> float | None:
@@ -202,23 +212,18 @@ def pair_done(record: dict | None) -> bool:
 
 
 # ---------------------------------------------------------------- the JSON file and the table
-def read_records(out: Path) -> dict[str, dict]:
-    """The pairs recorded in <out>/plain-loops.json, by suite cell id."""
-    path = out / RESULT_FILE
-    return json.loads(path.read_text())["pairs"] if path.exists() else {}
+def read_records(store: Store) -> dict[str, dict]:
+    """The pairs recorded in the folder's plain-loops.json, by suite cell id."""
+    return store.read_json(RESULT_FILE).get("pairs", {})
 
 
-def save_record(out: Path, cell_id: str, record: dict) -> None:
-    """Add one pair to <out>/plain-loops.json, keeping the others; one writer at a time."""
-    (out / ".locks").mkdir(exist_ok=True)
-    with open(out / ".locks" / f"{RESULT_FILE}.lock", "a+") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another call on this --out may be adding its own pair
-        records = {**read_records(out), cell_id: record}
-        write_json_atomic(out / RESULT_FILE, {
-            "about": "Plain reference-style loops (impls/plain/, no harness) beside the suite's matching cells, "
-                     "each pair run in one call of python -m harness.plain_loops; pairs keyed by the suite "
-                     "cell's id; samples/s are medians over the epochs after the first.",
-            "pairs": records})
+def save_record(store: Store, cell_id: str, record: dict) -> None:
+    """Add one pair to the folder's plain-loops.json, keeping the others (another call may be adding its own)."""
+    store.update_json(RESULT_FILE, lambda old: {
+        "about": "Plain reference-style loops (impls/plain/, no harness) beside the suite's matching cells, "
+                 "each pair run in one call of python -m harness.plain_loops; pairs keyed by the suite "
+                 "cell's id; samples/s are medians over the epochs after the first.",
+        "pairs": {**old.get("pairs", {}), cell_id: record}})
 
 
 def number(value: float | None, digits: int = 0) -> str:
@@ -250,17 +255,17 @@ def table(loops: list[Loop], cells: dict[Loop, Cell], records: dict, ran: set[st
 
 # ---------------------------------------------------------------- command line
 def parser() -> argparse.ArgumentParser:
-    p = run.Parser(prog="python -m harness.plain_loops", description=__doc__.split("\n")[0],
+    p = Parser(prog="python -m harness.plain_loops", description=__doc__.split("\n")[0],
                    epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--plan", choices=PLANS, help="gpu: the reference figures' loops on cuda, 5 epochs; "
                                                  "cpu: a smoke run here, 2 epochs")
-    modes = "; ".join(f"{name}: {', '.join(loop_modes)}" for name, loop_modes in SUITE_MODES.items())
+    modes = "; ".join(f"{name}: {', '.join(loop_modes)}" for name, loop_modes in suite_modes().items())
     p.add_argument("--loop", nargs="+", help=f"in place of --plan: FRAMEWORK[BACKEND]:MODE:BATCH ... (modes {modes})")
     p.add_argument("--device", choices=("cpu", "cuda"), help="with --loop (default cpu)")
-    p.add_argument("--epochs", type=run.positive_int, help="with --loop (default 5)")
-    p.add_argument("--limit", type=run.non_negative_int, default=0,
+    p.add_argument("--epochs", type=positive_int, help="with --loop (default 5)")
+    p.add_argument("--limit", type=non_negative_int, default=0,
                    help="train loops and cells on the first N training rows only (tests; default all)")
-    p.add_argument("--threads", type=run.non_negative_int, default=0,
+    p.add_argument("--threads", type=non_negative_int, default=0,
                    help="CPU threads per loop and cell (default 0: every core)")
     p.add_argument("--data", type=Path, help="the .npz the loops read (default the file the suite's MNIST comes from)")
     p.add_argument("--out", type=Path, default=WORKSPACE,
@@ -288,17 +293,21 @@ def chosen(args) -> tuple[list[Loop], str, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from harness.executor import run_matrix
+    from harness.matrix import missing_packages
+
     args = parser().parse_args(sys.argv[1:] if argv is None else argv)
     loops, device, epochs = chosen(args)
-    out = run.check_out(args.out)
+    out = check_out(args.out)
+    store = Store(out)
     cells = suite_cells(loops, device, epochs, args.threads, args.limit)
     npz = loops_data(args.data, next(iter(cells.values())).data_sha256)
     ran: set[str] = set()
     skipped: dict[Loop, str] = {}
-    earlier = read_records(out)
+    earlier = read_records(store)
     for loop in loops:
         cell = cells[loop]
-        if missing := run.missing_packages(cell):
+        if missing := missing_packages(cell):
             skipped[loop] = f"skipped: {', '.join(missing)} not installed here"
             print(f"skip {loop.label}: {', '.join(missing)} not installed here; run this command with "
                   f"{env_python(framework(loop.framework).tox_env(loop.backend))} into the same --out",
@@ -311,14 +320,14 @@ def main(argv: list[str] | None = None) -> int:
         loop_record = run_loop(loop, cell, npz, args.limit)
         print(f"loop {loop.label}: {loop_record['status']}, "
               f"{number(loop_record.get('result', {}).get('train_samples_per_s_median'))} samples/s", file=sys.stderr)
-        run.run_matrix([cell], out, force=True, quiet=args.quiet)  # the suite's cell, in this call too
-        save_record(out, cell.id, {
-            "label": loop.label, "loop": loop_record, "suite": suite_summary(cell, out), "data": str(npz),
+        run_matrix([cell], store, force=True, quiet=args.quiet)  # the suite's cell, in this call too
+        save_record(store, cell.id, {
+            "label": loop.label, "loop": loop_record, "suite": suite_summary(cell, store), "data": str(npz),
             "data_sha256": cell.data_sha256, "machine": machine_fingerprint(),
             "seconds": round(time.perf_counter() - start, 1),
             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
         ran.add(cell.id)
-    records = read_records(out)
+    records = read_records(store)
     print(table(loops, cells, records, ran, skipped, device == "cuda"))
     print(f"pairs run: {len(ran)}, skipped: {len(skipped)}; figures in {out / RESULT_FILE}")
     failed = [loop.label for loop in loops if cells[loop].id in ran and not pair_done(records[cells[loop].id])]

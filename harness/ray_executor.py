@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import sys
 import tempfile
@@ -138,28 +137,29 @@ def pinned(cores: list[int]) -> Iterator[None]:
 
 
 def run_cell_task(cell_dict: dict, say: bool) -> dict[str, Any]:
-    """Body of a cell's Ray task: run the cell process here; return its result, files and node."""
+    """Body of a cell's Ray task: run the cell process here, into a store of its own; return its
+    result, the files beside it and the node."""
     import ray
 
-    from harness.launch import SCRATCH, run_cell_process
+    from harness.launch import run_cell_process
+    from harness.store import Store
 
     cell = Cell.fromdict(cell_dict)
     on_line = print if say else None  # Ray forwards a task's prints to the driver
     with tempfile.TemporaryDirectory(prefix="fwcompare-ray-") as tmp:
-        folder = Path(tmp)
-        path = folder / f"{cell.id}.json"
+        store = Store(Path(tmp))
         with NodeShare(cpus_reserved(cell) if cell.device == "cpu" else 0) as share, pinned(share.cores):
-            run_cell_process(cell, path, on_line=on_line)
-        result = json.loads(path.read_text())
-        # files the cell wrote beside its result (weights/), by path relative to the result's folder
-        files = {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*")
-                 if p.is_file() and p != path and SCRATCH not in p.relative_to(folder).parts}
-    result["env"].setdefault("settings", {}).update(
-        concurrent_cells=share.most_concurrent, cpu_affinity=share.cores)
+            run_cell_process(cell, store.begin(cell), on_line=on_line)
+        result = store.read(cell).to_dict()
+        # files the cell wrote beside its result (weights/), by path relative to the store
+        files = {path.relative_to(store.root).as_posix(): path.read_bytes()
+                 for path in (store.root / "weights").rglob("*") if path.is_file()}
+    result["env"]["settings"].update(concurrent_cells=share.most_concurrent, cpu_affinity=share.cores)
     context = ray.get_runtime_context()
     node = {"node_id": context.get_node_id(), "node_ip": ray.util.get_node_ip_address(),
             "gpu_ids": context.get_accelerator_ids().get("GPU", [])}  # the GPUs Ray gave this cell
-    return {"result": result, "files": files, "node": node}
+    result["env"]["ray"] = node
+    return {"result": result, "files": files}
 
 
 # ---------------------------------------------------------------- on the driver
@@ -180,52 +180,36 @@ def connect(address: str | None, quiet: bool):
     return ray
 
 
-def store(out_dir: Path, cell: Cell, returned: dict) -> str:
-    """Write a task's result (and the files beside it) under out_dir, stamped with its Ray node."""
-    from harness.results import write_atomic, write_json_atomic
-
-    for name, content in returned["files"].items():
-        write_atomic(out_dir / name, lambda f, content=content: f.write(content))
-    result = returned["result"]
-    result["env"]["ray"] = returned["node"]
-    write_json_atomic(out_dir / f"{cell.id}.json", result)
-    return result["status"]
-
-
-def store_failure(out_dir: Path, cell: Cell, status: str, message: str) -> str:
-    """Record a cell whose task never returned a result: its worker died on every try, or the task failed."""
-    from harness.child import failure_payload
-    from harness.results import write_json_atomic
-
-    result = failure_payload(cell, status, message)
-    result["env"]["ray"] = {"node_id": None, "node_ip": None, "gpu_ids": []}  # not known: the task did not return
-    write_json_atomic(out_dir / f"{cell.id}.json", result)
-    return status
-
-
 def first_line(exc: Exception) -> str:
     return next(iter(str(exc).strip().splitlines()), type(exc).__name__)
 
 
-def run_tasks(ray, claimed: dict[Cell, Any], out_dir: Path, quiet: bool, done) -> None:
+def run_tasks(ray, claimed: dict[Cell, Any], store, quiet: bool, done, say) -> None:
     """Submit each claimed cell as a task and store each result as it comes back; done(cell, status) after each.
 
-    Ctrl-C cancels the tasks still out; every result stored before stays.
+    Each cell's attempt begins before it is submitted (the result from before set aside), so
+    a task that fails or a worker that dies ends it as the local executor ends a killed cell:
+    a failure record, or the earlier final result put back. Ctrl-C cancels the tasks still
+    out; every result stored before stays.
     """
     task = ray.remote(max_retries=RETRIES, retry_exceptions=False)(run_cell_task)
+    attempts = {cell: store.begin(cell, scratch=False) for cell in claimed}
     pending = {task.options(num_cpus=cpus_reserved(cell), num_gpus=1 if cell.device == "cuda" else 0)
                .remote(cell.asdict(), not quiet): cell for cell in claimed}
+    unknown_node = {"ray": {"node_id": None, "node_ip": None, "gpu_ids": []}}  # the task did not return
     try:
         while pending:
             (ref,), _ = ray.wait(list(pending), num_returns=1)
             cell = pending.pop(ref)
+            attempt = attempts[cell]
             try:
-                status = store(out_dir, cell, ray.get(ref))
+                returned = ray.get(ref)
+                status = attempt.accept(returned["result"], returned["files"], say)
             except ray.exceptions.RayTaskError as exc:  # the task raised: recorded, and the matrix goes on
-                status = store_failure(out_dir, cell, "error", f"the Ray task failed: {first_line(exc)}")
+                status = attempt.fail("error", f"the Ray task failed: {first_line(exc)}", say, unknown_node)
             except ray.exceptions.RayError as exc:  # its worker or node died on every try
-                status = store_failure(out_dir, cell, "killed", f"the Ray worker running it died "
-                                       f"{RETRIES + 1} times ({type(exc).__name__}: {first_line(exc)})")
+                status = attempt.fail("killed", f"the Ray worker running it died {RETRIES + 1} times "
+                                      f"({type(exc).__name__}: {first_line(exc)})", say, unknown_node)
             claimed[cell].release()
             done(cell, status)
     except KeyboardInterrupt:
@@ -234,24 +218,19 @@ def run_tasks(ray, claimed: dict[Cell, Any], out_dir: Path, quiet: bool, done) -
         raise
 
 
-def run_on_ray(cells: list[Cell], out_dir: Path, force: bool, quiet: bool,
-               address: str | None = None) -> dict[str, int]:
-    """Run the cells as Ray tasks, writing each result under out_dir; returns the count of each outcome.
+def run_on_ray(cells: list[Cell], store, force: bool, quiet: bool, address: str | None = None) -> dict[str, int]:
+    """Run the cells as Ray tasks, each result written into the store; returns the count of each outcome.
 
     As with the local executor: finished cells are not run again unless force, and a cell
-    another run on out_dir is training is put off to the end, then waited for.
+    another run on the folder is training is put off to the end, then waited for.
     """
-    from tqdm import tqdm
-
+    from harness.executor import progress, why_not_run
     from harness.results import STATUSES
-    from harness.run import CellLock, why_not_run
 
     import_ray()  # before anything else: without ray, one line and nothing done
+    store.clean_stale()
     counts: dict[str, int] = {}
-    bar = tqdm(total=len(cells), unit="cell", disable=quiet, dynamic_ncols=True)
-
-    def say(text: str) -> None:
-        tqdm.write(text, file=sys.stderr)
+    bar, say = progress(len(cells), quiet)
 
     def done(cell: Cell, outcome: str) -> None:
         counts[outcome] = counts.get(outcome, 0) + 1
@@ -264,19 +243,19 @@ def run_on_ray(cells: list[Cell], out_dir: Path, force: bool, quiet: bool,
         while queue:
             claimed, put_off = {}, []
             for cell in queue:
-                lock = CellLock(out_dir, cell)
+                lock = store.lock(cell)
                 if not lock.acquire(wait=waited):
-                    say(f"wait {cell.label}: another run on {out_dir} is training it; it comes last")
+                    say(f"wait {cell.label}: another run on {store.root} is training it; it comes last")
                     lock.release()
                     put_off.append(cell)
-                elif outcome := why_not_run(cell, out_dir / f"{cell.id}.json", force, quiet, waited, say):
+                elif outcome := why_not_run(cell, store, force, quiet, waited, say):
                     lock.release()
                     done(cell, outcome)
                 else:
                     claimed[cell] = lock
             if claimed:
                 ray = ray or connect(address, quiet)
-                run_tasks(ray, claimed, out_dir, quiet, done)
+                run_tasks(ray, claimed, store, quiet, done, say)
             queue, waited = put_off, True
     finally:
         bar.close()

@@ -1,218 +1,320 @@
-"""Result files: one JSON per cell, its schema, atomic writes, where results live, and where each
-number was measured (the machine's fingerprint, the commit, the sources' digest)."""
+"""A cell's result as a typed record: the child writes one, the report reads it; each field is
+named here once. Files of older schemas are read through a chain of upgraders (1 -> 2 -> 3),
+in one place, so a new field never needs the archives rewritten.
+
+Dataclasses, not a schema library: the record must load in every framework's environment
+(torch, TensorFlow and jax each pin their own dependencies), and the standard library is the
+one thing they all share; the few checks a result needs (required fields, the status, the
+version) are below.
+"""
 from __future__ import annotations
 
+import dataclasses
 import json
-import os
-import platform
-import socket
-import subprocess
-import tempfile
-import time
+import types
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import Any, Union
 
-SCHEMA_VERSION = 2
+from harness.cell import Cell
+from harness.spec import HarnessError
+
+SCHEMA_VERSION = 3
 # How a cell ended. Only FINAL ones are kept by a rerun: an error, an out-of-memory or a
 # killed process may go another way next time, so a plain rerun tries it again.
 STATUSES = ("ok", "diverged", "oom", "killed", "error")
 FINAL_STATUSES = ("ok", "diverged")
 
-# Every path the suite writes to by default is absolute, the same from any directory.
-REPO_ROOT = Path(__file__).resolve().parents[1]
-RESULTS_DIR = REPO_ROOT / "results"
-WORKSPACE = RESULTS_DIR / "runs"  # a user's runs (git-ignored); committed archives sit beside it
-REPORT_DIR = RESULTS_DIR / "report"  # python -m harness.report's default output (git-ignored)
 
-_SPREAD = {"type": ["object", "null"], "required": ["median", "iqr", "min", "max", "n"]}
-_NA = {"type": "object", "required": ["available", "reason"]}
-# A measurement, or why this machine could not take it; null only in a failed cell.
-_NUMBER_OR_NA = {"anyOf": [{"type": ["number", "null"]}, _NA]}
-_SPREAD_OR_NA = {"anyOf": [_SPREAD, _NA]}
-SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "title": "fwcompare cell result",
-    "type": "object",
-    "required": ["schema_version", "cell", "status", "message", "data", "metrics", "curves", "env"],
-    "properties": {
-        "schema_version": {"const": SCHEMA_VERSION},
-        "cell": {"type": "object", "required": [
-            "id", "framework", "backend", "model", "mode", "profile", "dataset", "data_sha256", "batch_size",
-            "seed", "precision", "device", "epochs", "hyper", "threads"]},
-        # what the cell trained on: where it came from and the SHA-256 of its arrays
-        "data": {"type": "object", "required": ["name", "source", "sha256", "train", "val", "test"]},
-        "status": {"enum": list(STATUSES)},
-        "message": {"type": "string"},
-        "metrics": {"type": "object", "required": [
-            "samples_per_epoch", "steps_per_epoch", "first_epoch_s", "epoch_s", "steady_epoch_s", "train_samples_per_s", "infer_samples_per_s",
-            "latency_b1_ms", "test_accuracy", "test_loss", "per_class_accuracy",
-            "peak_rss_mb", "peak_device_mb", "gpu_busy_s", "gpu_utilization", "energy_j_per_epoch",
-            "harness_overhead_s", "harness_overhead_fraction"],
-            "properties": {"epoch_s": _SPREAD, "train_samples_per_s": _SPREAD,
-                           "peak_device_mb": _NUMBER_OR_NA, "gpu_busy_s": _SPREAD_OR_NA,
-                           "gpu_utilization": _NUMBER_OR_NA, "energy_j_per_epoch": _SPREAD_OR_NA}},
-        # optional: a few test images with their labels (the report's digit grid), and the
-        # final weights of a logistic model as .npz beside the results (its weight images)
-        "predictions": {"type": "object", "required": ["index", "true", "predicted", "shape", "images_b64"]},
-        "weights_file": {"type": "string"},
-        "curves": {"type": "object", "required": [
-            "epoch", "train_loss", "test_loss", "test_accuracy", "epoch_s"]},
-        "env": {"type": "object", "required": [
-            "python", "numpy", "framework_version", "keras_backend", "device_name", "cpu",
-            "hostname", "platform", "commit", "dirty", "timestamp", "settings", "machine"],
-            "properties": {"machine": {"type": "object", "required": ["id", "cpu", "cores", "gpus", "driver", "cuda"]}}},
-    },
-}
+class SchemaError(HarnessError):
+    """A file that is not a result this checkout can read; the message says why in one line."""
 
 
-def write_atomic(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """write(f) into a temporary file in the same folder, fsync, then rename: whole file or none."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would make results private to their writer
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+# ---------------------------------------------------------------- the record
+@dataclass
+class Spread:
+    median: float
+    iqr: float
+    min: float
+    max: float
+    n: int
 
 
-def write_json_atomic(path: Path, payload: dict) -> None:
-    write_atomic(path, lambda f: f.write(json.dumps(payload, indent=1, allow_nan=False).encode()))
+@dataclass
+class NotAvailable:
+    """A measurement this machine could not take, and why: never recorded as zero."""
+    reason: str
+    available: bool = False
 
 
-def write_npz_atomic(path: Path, arrays: dict) -> None:
-    import numpy as np
-
-    write_atomic(path, lambda f: np.savez(f, **arrays))
-
-
-def schema_problem(doc) -> str | None:
-    """Why doc is not a result of this schema version (its required fields), or None."""
-    if not isinstance(doc, dict):
-        return "not a JSON object"
-    if doc.get("schema_version") != SCHEMA_VERSION:
-        return f"schema_version {doc.get('schema_version')!r}, expected {SCHEMA_VERSION}"
-    absent = [k for k in SCHEMA["required"] if k not in doc]
-    for name, spec in SCHEMA["properties"].items():
-        if "required" in spec and isinstance(doc.get(name), dict):
-            absent += [f"{name}.{k}" for k in spec["required"] if k not in doc[name]]
-    if doc.get("status") not in STATUSES:
-        absent.append(f"a status of {', '.join(STATUSES)}")
-    return f"missing {', '.join(absent)}" if absent else None
+@dataclass
+class Latency:
+    p50: float
+    p99: float
+    n: int
 
 
-def read_result(path: Path) -> dict | None:
-    """The result at path if it is one of this schema, else None (absent, damaged, older)."""
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError):
+@dataclass
+class TimeSplit:
+    """Where a steady epoch's seconds go (harness.split): input pipeline, overhead, arithmetic."""
+    epoch_s: float  # the steady epoch split (median over steady epochs)
+    input_s: float | None  # obtaining batches; None where the framework's loop is out of reach
+    overhead_s: float | None  # steps x the shrunk model's seconds per step: framework and Python
+    arithmetic_s: float | None  # the rest: arithmetic and memory traffic
+    probe_step_s: float | None  # the shrunk model's seconds per step, its input time excluded
+    probe_steps: int
+    probe_params: int
+    input_how: str  # what the input clock timed, or why it could not
+    note: str = ""
+
+
+@dataclass
+class Metrics:
+    samples_per_epoch: int | None
+    steps_per_epoch: int | None
+    first_epoch_s: float | None
+    steady_epoch_s: list[float]
+    epoch_s: Spread | None
+    train_samples_per_s: Spread | None
+    test_accuracy: float | None
+    test_loss: float | None
+    per_class_accuracy: list[float | None] | None
+    infer_samples_per_s: Spread | None
+    latency_b1_ms: Latency | None
+    peak_rss_mb: float | None
+    peak_device_mb: float | NotAvailable | None
+    gpu_busy_s: Spread | NotAvailable | None
+    gpu_utilization: float | NotAvailable | None
+    energy_j_per_epoch: Spread | NotAvailable | None
+    harness_overhead_s: Spread | None
+    harness_overhead_fraction: float | None
+    build_s: float | None = None
+    val_accuracy: float | None = None
+    profiled_epoch_s: float | NotAvailable | None = None
+    split: TimeSplit | None = None
+
+
+@dataclass
+class Curves:
+    epoch: list[int]
+    train_loss: list[float | None]
+    test_loss: list[float | None]
+    test_accuracy: list[float | None]
+    epoch_s: list[float]
+    val_accuracy: list[float | None] = field(default_factory=list)
+    gpu_busy_s: list[float | None] = field(default_factory=list)
+    energy_j: list[float | None] = field(default_factory=list)
+    step_loss: list[float | None] = field(default_factory=list)  # means of steps_per_point steps
+    steps_per_point: int = 1
+    profiled_epoch: int | None = None  # the CUPTI-traced epoch, left out of the timings
+    input_s: list[float | None] = field(default_factory=list)  # each epoch's input-pipeline seconds
+    loss_every: int = 1  # the impl's loop recorded every k-th step's loss (0: the epoch's mean)
+
+
+@dataclass
+class Data:
+    name: str
+    source: str | None
+    sha256: str | None
+    train: int | None
+    val: int | None
+    test: int | None
+
+
+@dataclass
+class Machine:
+    id: str
+    cpu: str
+    cores: int
+    gpus: list[str]
+    driver: str | None
+    cuda: str | None
+
+
+@dataclass
+class Contention:
+    """What other processes took from the machine while the cell trained (harness.machine)."""
+    other_cores: float  # their CPU seconds per wall second
+    steal_cores: float  # the hypervisor's steal time per wall second
+    other_cpu_s: float
+    own_cpu_s: float
+    wall_s: float
+    load_avg: list[float]  # 1, 5 and 15 minutes, at the end of training
+    gpu_processes: list[str]  # other processes on the GPU
+    threshold: float
+    contended: bool
+
+
+@dataclass
+class Round:
+    """Where a trial ran in the interleaving driver's schedule (harness.drive)."""
+    drive: str  # the driver's run id
+    number: int  # rounds start at 1
+    position: int  # this cell's place in the round's shuffled order, from 1
+    size: int  # cells in the round
+    seed: int  # the seed of the round's shuffle
+
+
+@dataclass
+class Env:
+    python: str
+    numpy: str
+    cpu: str
+    hostname: str
+    platform: str
+    commit: str
+    dirty: bool
+    timestamp: str
+    machine: Machine
+    framework_version: dict[str, str]
+    keras_backend: str | None
+    device_name: str | None
+    settings: dict[str, Any]
+    cpu_count: int | None = None
+    source_sha256: str | None = None
+    contention: Contention | None = None
+    round: Round | None = None
+    ray: dict[str, Any] | None = None  # the Ray node that ran it (--executor ray)
+    migrated: str | None = None  # how an older file was upgraded, where that lost something
+
+
+@dataclass
+class Predictions:
+    """A few test images with their labels and predictions (the report's digit grid)."""
+    index: list[int]
+    true: list[int]
+    predicted: list[int]
+    shape: list[int]
+    images_b64: str
+
+
+@dataclass
+class Result:
+    schema_version: int
+    cell: Cell
+    status: str
+    message: str
+    data: Data
+    metrics: Metrics
+    curves: Curves
+    env: Env
+    predictions: Predictions | None = None
+    weights_file: str | None = None  # a logistic model's final weights, relative to the result's folder
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["cell"] = {"id": self.cell.id, **out["cell"]}  # for a person reading the file
+        return out
+
+
+# ---------------------------------------------------------------- building records from JSON
+def _build(kind: Any, value: Any, where: str) -> Any:
+    """value (parsed JSON) as an instance of the annotated type `kind`; SchemaError naming `where`."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if value is None:
         return None
-    return None if schema_problem(doc) else doc
+    if dataclasses.is_dataclass(kind):
+        if not isinstance(value, dict):
+            raise SchemaError(f"{where} is not an object")
+        hints = typing.get_type_hints(kind)
+        fields = {f.name: f for f in dataclasses.fields(kind)}
+        absent = [name for name, f in fields.items() if name not in value
+                  and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        if absent:
+            raise SchemaError(f"missing {', '.join(f'{where}.{name}' for name in absent)}")
+        return kind(**{name: _build(hints[name], value[name], f"{where}.{name}") for name in fields if name in value})
+    if origin in (Union, types.UnionType):
+        options = [a for a in args if a is not type(None)]
+        records = [o for o in options if dataclasses.is_dataclass(o)]
+        plain = [o for o in options if o not in records and (typing.get_origin(o) is dict) == isinstance(value, dict)]
+        for option in records if isinstance(value, dict) else []:  # the first record whose fields are all there
+            try:
+                return _build(option, value, where)
+            except SchemaError:
+                continue
+        if plain:
+            return _build(plain[0], value, where)
+        raise SchemaError(f"{where} is none of {', '.join(getattr(o, '__name__', str(o)) for o in options)}")
+    if origin in (list, tuple):
+        items = [_build(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)] if args else list(value)
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        return {k: _build(args[1], v, f"{where}.{k}") for k, v in value.items()}
+    return value
 
 
-def finished(path: Path) -> bool:
-    """A cell is finished when its file is a valid result with a final status (ok or diverged)."""
-    doc = read_result(path)
-    return doc is not None and doc["status"] in FINAL_STATUSES
+# ---------------------------------------------------------------- older schemas
+def _upgrade_1_to_2(doc: dict) -> dict:
+    """Schema 1 recorded no data source or SHA-256, no machine, no profile and no steady epochs."""
+    cell, metrics, env, curves = doc["cell"], doc["metrics"], doc["env"], doc["curves"]
+    cell.setdefault("profile", "equal")
+    cell.setdefault("data_sha256", "")
+    doc["data"] = {"name": cell["dataset"]["name"], "source": "not recorded (schema 1)", "sha256": None,
+                   "train": None, "val": None, "test": None}
+    steady = [s for e, s in zip(curves["epoch"], curves["epoch_s"]) if e > 1]
+    rate = (metrics.get("train_samples_per_s") or {}).get("median")
+    samples = round(rate * (metrics.get("epoch_s") or {}).get("median", 0)) if rate else None
+    metrics.setdefault("steady_epoch_s", steady)
+    metrics.setdefault("samples_per_epoch", samples and samples // cell["batch_size"] * cell["batch_size"])
+    metrics.setdefault("steps_per_epoch", samples and samples // cell["batch_size"])
+    gpus = [env["device_name"]] if cell["device"] == "cuda" and env.get("device_name") else []
+    env.setdefault("machine", {"id": "unknown (schema 1)", "cpu": env.get("cpu"), "cores": env.get("cpu_count"),
+                               "gpus": gpus, "driver": None, "cuda": None})
+    env.setdefault("migrated", "read from schema 1: no data source or SHA-256 was recorded; samples per epoch "
+                               "are the median rate times the median epoch; the machine is unknown")
+    return doc
 
 
-CODE_PATHS = ("harness", "impls", "pyproject.toml", "tox.ini")
+def _upgrade_2_to_3(doc: dict) -> dict:
+    """Schema 3's cell is harness.cell.Cell as it is (trials, A/A twins); contention, the round
+    and the time split were not recorded before."""
+    flat = doc["cell"]
+    doc["cell"] = {"framework": flat["framework"], "backend": flat["backend"], "model": flat["model"],
+                   "mode": flat["mode"], "data": flat["dataset"], "hyper": flat["hyper"],
+                   "precision": flat["precision"], "device": flat["device"], "threads": flat["threads"],
+                   "recipe": flat.get("recipe"), "profile": flat.get("profile", "equal"),
+                   "data_sha256": flat.get("data_sha256") or ""}
+    return doc
 
 
-def git_info() -> tuple[str, bool]:
-    root = REPO_ROOT
+UPGRADES = {1: _upgrade_1_to_2, 2: _upgrade_2_to_3}  # version -> the function that lifts it by one
+
+
+def parse(doc: Any) -> Result:
+    """A parsed result file as a Result of this schema, upgraded from an older one; SchemaError otherwise."""
+    if not isinstance(doc, dict):
+        raise SchemaError("not a JSON object")
+    version = doc.get("schema_version")
+    if not isinstance(version, int) or version < 1:
+        raise SchemaError(f"schema_version {version!r} is not a result schema")
+    if version > SCHEMA_VERSION:
+        raise SchemaError(f"written by a newer fwcompare (schema {version}); this checkout reads schemas "
+                          f"1-{SCHEMA_VERSION}: update it (git pull)")
+    doc = json.loads(json.dumps(doc))  # the upgraders change a copy
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                                text=True, timeout=10).stdout.strip()
-        # the code's files only: rewriting results/ while a matrix runs is not a dirty tree
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS],
-                                    cwd=root, capture_output=True, text=True, timeout=10).stdout.strip())
-    except (OSError, subprocess.SubprocessError):
-        return "unknown", False
-    return commit or "unknown", dirty
+        while doc["schema_version"] < SCHEMA_VERSION:
+            doc = UPGRADES[doc["schema_version"]](doc)
+            doc["schema_version"] += 1
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise SchemaError(f"schema {version} file lacks {exc}") from None
+    result = _build(Result, doc, "result")
+    if result.status not in STATUSES:
+        raise SchemaError(f"status {result.status!r} is none of {', '.join(STATUSES)}")
+    return result
 
 
-def source_digest() -> str:
-    """SHA-256 over the harness's and impls' Python sources: which code ran, even where the
-    commit cannot tell (a dirty tree, or a copy whose .git is not the code's)."""
-    import hashlib
-
-    root, h = REPO_ROOT, hashlib.sha256()
-    for path in sorted([*root.glob("harness/*.py"), *root.glob("impls/*.py")]):
-        h.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    return h.hexdigest()
-
-
-def cpu_name() -> str:
+def read(path: Path) -> Result:
+    """The result file at path; SchemaError (one line) if it is not one this checkout can read."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        doc = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise SchemaError(f"cannot read it ({exc.strerror or exc})") from None
+    except ValueError as exc:
+        raise SchemaError(f"not JSON ({exc})") from None
+    return parse(doc)
 
 
-def slug(text: str) -> str:
-    """Lower-case words joined by '-': 'NVIDIA H100 80GB HBM3' -> 'nvidia-h100-80gb-hbm3'."""
-    import re
-
-    return "-".join(re.findall(r"[a-z0-9]+", text.lower().replace("(r)", "").replace("(tm)", "")))
-
-
-def nvidia_gpus() -> tuple[list[str], str | None, str | None]:
-    """The host's NVIDIA GPUs by name, the driver version and the CUDA version the driver supports.
-
-    Asks nvidia-smi, which, like NVML, sees every GPU whatever CUDA_VISIBLE_DEVICES says: a
-    CPU cell on a GPU machine is on the same machine as its GPU cells.
-    """
-    import shutil
-
-    if not shutil.which("nvidia-smi"):
-        return [], None, None
-    try:
-        query = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
-                               capture_output=True, text=True, timeout=20)
-        header = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=20).stdout
-    except (OSError, subprocess.SubprocessError):
-        return [], None, None
-    rows = [line.split(",") for line in query.stdout.strip().splitlines() if "," in line]
-    cuda = next((part.split(":")[1].strip().split()[0] for part in header.split("|")
-                 if "CUDA Version" in part), None)
-    return [r[0].strip() for r in rows], (rows[0][1].strip() if rows else None), cuda
-
-
-def machine_fingerprint() -> dict[str, Any]:
-    """What makes two results comparable: the CPU model and cores, the GPUs, driver and CUDA.
-
-    id names the machine: its GPU model(s) where it has NVIDIA GPUs, else its CPU model and
-    core count. The report never pools two ids; the hostname is left out, as two VMs of one
-    kind are one machine for the numbers.
-    """
-    gpus, driver, cuda = nvidia_gpus()
-    cpu, cores = cpu_name(), os.cpu_count() or 1
-    if gpus:
-        names = sorted(set(gpus))
-        machine_id = "-".join(slug(n) for n in names) + (f"-x{len(gpus)}" if len(gpus) > 1 else "")
-    else:
-        machine_id = f"{slug(cpu)}-{cores}c"
-    return {"id": machine_id, "cpu": cpu, "cores": cores, "gpus": gpus, "driver": driver, "cuda": cuda}
-
-
-def machine_env() -> dict[str, Any]:
-    """Where and when: everything about the machine that does not depend on the framework."""
-    import numpy
-
-    commit, dirty = git_info()
-    return {"python": platform.python_version(), "numpy": numpy.__version__,
-            "cpu": cpu_name(), "cpu_count": os.cpu_count(), "hostname": socket.gethostname(),
-            "platform": platform.platform(), "commit": commit, "dirty": dirty,
-            "source_sha256": source_digest(), "machine": machine_fingerprint(),
-            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+def build(kind: type, value: Any, where: str = "record") -> Any:
+    """A record of `kind` from plain values (a dict the child assembled); SchemaError if incomplete."""
+    return _build(kind, value, where)

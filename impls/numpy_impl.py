@@ -29,6 +29,7 @@ class NumpyImpl(ImplBase):
         self.model, self.x, self.y = model, data.x_train, data.y_train
         self.params = {k: np.asarray(v, np.float64) for k, v in weights.items()}
         self.opt = reference.Optimizer(hyper)
+        self.samples_per_epoch = len(self.x) // hyper.batch_size * hyper.batch_size
 
     def train_epoch(self, order):
         losses, self.params = reference.train_steps(self.model, self.params, self.opt, self.x, self.y, order)
@@ -41,6 +42,12 @@ class NumpyImpl(ImplBase):
         out = [reference.forward(self.model, self.params, x[i:i + EVAL_BATCH])
                for i in range(0, len(x), EVAL_BATCH)]
         return np.concatenate(out).astype(np.float32) if out else np.zeros((0, self.model.num_classes), np.float32)
+
+    def settings(self):
+        return {"deviations": {"init": "the harness's canonical weights (numpy has no init of its own)",
+                               "data_path": "the training arrays in memory, each step's batch gathered by index",
+                               "batch_order": "the harness's permutation, last partial batch dropped",
+                               "optimizer": "harness.reference.Optimizer, in float64"}}
 
     def get_weights(self):
         return {k: v.astype(np.float32) for k, v in self.params.items()}

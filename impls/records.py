@@ -63,8 +63,12 @@ class Framework:
     gpu_only_modes: tuple[str, ...] = ()
     profiles: tuple[str, ...] = PROFILES
     backends: dict[str, tuple[str, ...]] = field(default_factory=dict)  # Keras: backend -> its packages
+    backend_env: str | None = None  # the variable its impl reads the backend from; the first backend by default
     in_default_matrix: bool = True
     has_parity_tests: bool = True  # tests/test_parity.py and tests/test_models.py cover it
+    # Its plain reference-style loop (impls/plain/<name>_mlp.py, harness.plain_loops): each
+    # loop mode, and the suite mode that is set beside it.
+    plain_loop_modes: dict[str, str] = field(default_factory=dict)
 
     @property
     def idiomatic_mode(self) -> str:
@@ -84,9 +88,16 @@ class Framework:
         return (self.packages + (self.backends.get(backend, ()) if backend else ())
                 + (self.native_packages if profile == "native" else ()))
 
+    def default_backend(self) -> str | None:
+        """The backend a cell runs on unless told: $backend_env, else the first (None without backends)."""
+        if not self.backends:
+            return None
+        return os.environ.get(self.backend_env or "") or next(iter(self.backends))
+
     def tox_env(self, backend: str | None) -> str:
-        """The tox env that installs what a cell of this framework (and backend) needs."""
-        return self.name if backend in (None, "tensorflow") else f"{self.name}-{backend}"
+        """The tox env that installs what a cell of this framework (and backend) needs: the first
+        backend's is the framework's own env (keras), the others have their own (keras-jax)."""
+        return self.name if backend in (None, next(iter(self.backends), None)) else f"{self.name}-{backend}"
 
     def label(self, backend: str | None) -> str:
         """'torch', or 'keras[jax]' for a Keras backend."""
@@ -98,8 +109,8 @@ class Framework:
         env: dict[str, str | None] = {}
         for package in self.needs(backend, profile):
             env.update({k: v.format(threads=threads) for k, v in PACKAGE_ENV.get(package, {}).items()})
-        if backend:
-            env["KERAS_BACKEND"] = backend
+        if backend and self.backend_env:
+            env[self.backend_env] = backend
         if device == "cpu":
             env["CUDA_VISIBLE_DEVICES"] = ""  # a CPU cell must not touch a GPU, even if one is there
         else:
@@ -122,10 +133,13 @@ class Framework:
 
 FRAMEWORKS: dict[str, Framework] = {f.name: f for f in [
     Framework("torch", "impls.torch_impl:TorchImpl", ("torch",), modes=("eager", "compile", "cudagraph"),
-              native_packages=("torchvision",), native_modes=("eager", "compile"), gpu_only_modes=("cudagraph",)),
+              native_packages=("torchvision",), native_modes=("eager", "compile"), gpu_only_modes=("cudagraph",),
+              plain_loop_modes={"eager": "eager", "graph": "cudagraph"}),
     Framework("keras", "impls.keras_impl:KerasImpl", ("keras",), modes=("fit", "fit-jit"), native_modes=("fit", "fit-jit"),
-              backends={"tensorflow": ("tensorflow",), "jax": ("jax",), "torch": ("torch",)}),
-    Framework("jax", "impls.jax_impl:JaxImpl", ("jax", "flax", "optax"), modes=("step", "scan"), native_modes=("step",)),
+              backends={"tensorflow": ("tensorflow",), "jax": ("jax",), "torch": ("torch",)}, backend_env="KERAS_BACKEND",
+              plain_loop_modes={"fit": "fit", "fit-jit": "fit-jit"}),
+    Framework("jax", "impls.jax_impl:JaxImpl", ("jax", "flax", "optax"), modes=("step", "scan"), native_modes=("step",),
+              plain_loop_modes={"step": "step", "scan": "scan"}),
     # The float64 oracle: runs only when asked for, and only as profile equal.
     Framework("numpy", "impls.numpy_impl:NumpyImpl", ("numpy",), modes=("reference",),
               profiles=("equal",), in_default_matrix=False, has_parity_tests=False),
@@ -167,6 +181,11 @@ def framework(name: str) -> Framework:
 def default_frameworks() -> tuple[str, ...]:
     """What a matrix runs when no --framework is given."""
     return tuple(name for name, record in frameworks().items() if record.in_default_matrix)
+
+
+def default_backends() -> list[str]:
+    """The backend each framework with backends runs on unless told (Keras: $KERAS_BACKEND, else TensorFlow)."""
+    return list(dict.fromkeys(r.default_backend() for r in frameworks().values() if r.backends))
 
 
 def load_impl(name: str):

@@ -121,7 +121,7 @@ def mnist_loader(data, batch_size: int, transform) -> torch.utils.data.DataLoade
     """torchvision's MNIST over the cell's training set, shuffled, as the seeds load it."""
     from torchvision import datasets
 
-    from harness.data import Raw, write_idx_folder
+    from harness.data_files import Raw, write_idx_folder
 
     if data.spec.normalize:
         raise HarnessError("profile native's torch cells normalise as torchvision's users do "

@@ -42,3 +42,20 @@ def mnist() -> data.Data:
 def make_impl():
     """make_impl(framework) -> a fresh Impl instance."""
     return load_impl
+
+
+# What the Ray executor's workers must get from the driver (its runtime_env), not from the
+# process that started Ray.
+RAY_ENV_VARS = ("FWCOMPARE_IMPLS", "FWCOMPARE_TEST_PID_DIR", "FWCOMPARE_TEST_EPOCH_S", "FWCOMPARE_TEST_FAIL")
+
+
+@pytest.fixture(scope="session")
+def ray_address():
+    """A local Ray instance, CPU only with 2 CPUs, for the tests' drivers to join; shut down after."""
+    ray = pytest.importorskip("ray")
+    assert not any(name in os.environ for name in RAY_ENV_VARS)
+    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, configure_logging=False)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()

@@ -1,8 +1,13 @@
 """Impls that misbehave on purpose, plugged in through $FWCOMPARE_IMPLS by the runner tests."""
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
+
 import numpy as np
 
+from harness.contract import InputClock
 from impls.numpy_impl import NumpyImpl
 
 
@@ -35,27 +40,42 @@ class OomImpl(NumpyImpl):
 class SlowImpl(NumpyImpl):
     """Sleeps through each epoch, so that a test can kill the process running it mid-cell.
 
-    Its cell process drops a file named after its parent's pid (the Ray worker under the Ray
-    executor) in $FWCOMPARE_TEST_PID_DIR, and reports the cores it may run on.
+    Its cell process drops two files in $FWCOMPARE_TEST_PID_DIR: one named after its parent's
+    pid (the Ray worker under the Ray executor) and `cell-<its own pid>`; it reports the cores
+    it may run on, and fails its first epoch when $FWCOMPARE_TEST_FAIL is set.
     """
     framework = "slow"
 
     def build(self, *args, **kwargs):
-        import os
-        from pathlib import Path
-
         if os.environ.get("FWCOMPARE_TEST_PID_DIR"):
             (Path(os.environ["FWCOMPARE_TEST_PID_DIR"]) / str(os.getppid())).touch()
+            (Path(os.environ["FWCOMPARE_TEST_PID_DIR"]) / f"cell-{os.getpid()}").touch()
         return super().build(*args, **kwargs)
 
     def train_epoch(self, order):
-        import os
-        import time
-
         time.sleep(float(os.environ.get("FWCOMPARE_TEST_EPOCH_S", "1")))
+        if os.environ.get("FWCOMPARE_TEST_FAIL"):
+            raise RuntimeError("simulated failure of a rerun")
         return super().train_epoch(order)
 
     def settings(self):
-        import os
+        return {**super().settings(), "process_affinity": sorted(os.sched_getaffinity(0))}
 
-        return {"process_affinity": sorted(os.sched_getaffinity(0))}
+
+class KnownSplitImpl(NumpyImpl):
+    """Steps whose time is known: each batch takes INPUT_S to obtain, each step OVERHEAD_S plus
+    S_PER_PARAM per parameter of its model (so a shrunk model's step is nearly all overhead)."""
+    framework = "timed"
+    INPUT_S, OVERHEAD_S, S_PER_PARAM = 0.004, 0.006, 0.010 / 33_114  # 10 ms for tiny5x5's MLP (33,114 params)
+
+    def build(self, model, *args, **kwargs):
+        super().build(model, *args, **kwargs)
+        self.input_clock = InputClock("a sleep of INPUT_S per batch")
+        self.step_s = self.OVERHEAD_S + self.S_PER_PARAM * model.params
+
+    def train_epoch(self, order):
+        for _ in order:
+            with self.input_clock.fetching():
+                time.sleep(self.INPUT_S)
+            time.sleep(self.step_s)
+        return np.full(len(order), 1.0)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import data
+from harness import data, data_files
 from harness.protocol import initial_weights
 from harness.spec import MODELS, RECIPE_MODELS, DataSpec, Hyper, model_spec
 from impls.records import default_frameworks, framework
@@ -150,10 +150,10 @@ def test_torch_native_reads_mnist_through_torchvision(make_impl, mnist):
 
 def test_idx_folder_is_the_layout_torchvision_reads_and_round_trips(tmp_path):
     raw = data.load_raw("tiny5x5")
-    root = data.write_idx_folder(raw, tmp_path)
-    assert sorted(p.name for p in (root / "MNIST" / "raw").iterdir()) == sorted(data.IDX_NAMES.values())
-    back = data.read_idx_dir(root / "MNIST" / "raw")
-    for key in data.IDX_NAMES:
+    root = data_files.write_idx_folder(raw, tmp_path)
+    assert sorted(p.name for p in (root / "MNIST" / "raw").iterdir()) == sorted(data_files.IDX_NAMES.values())
+    back = data_files.read_idx_dir(root / "MNIST" / "raw")
+    for key in data_files.IDX_NAMES:
         np.testing.assert_array_equal(getattr(back, key), getattr(raw, key))
 
 

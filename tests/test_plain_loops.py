@@ -21,7 +21,7 @@ from impls.records import framework
 ROOT = Path(__file__).resolve().parents[1]
 LIMIT = 2000
 # (framework, mode) of every loop mode a CPU runs
-CPU_LOOPS = [(name, mode) for name, modes in plain_loops.SUITE_MODES.items() for mode in modes
+CPU_LOOPS = [(name, mode) for name, modes in plain_loops.suite_modes().items() for mode in modes
              if not (name == "torch" and mode == "graph")]
 
 
@@ -99,7 +99,7 @@ def test_loop_specs_are_parsed_or_refused_in_one_line(monkeypatch):
 @pytest.mark.parametrize("loop", [pytest.param(spec, marks=needs(spec.split(":")[0]), id=spec)
                                   for spec in ("torch:eager:32", "jax:scan:32", "keras:fit-jit:32")])
 def test_runner_sets_loop_beside_suite_cell_in_table_and_json(loop, tmp_path, capsys):
-    missing = next((name for name in plain_loops.SUITE_MODES if not runs_here(name)), None)
+    missing = next((name for name in plain_loops.suite_modes() if not runs_here(name)), None)
     other = {"torch": "torch:eager:32", "jax": "jax:step:32", "keras": "keras:fit:32"}.get(missing)
     argv = ["--loop", loop, *([other] if other else []), "--epochs", "2", "--limit", str(LIMIT),
             "--out", str(tmp_path), "--quiet"]

@@ -13,41 +13,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-FAKES = "slow=tests.fake_impls:SlowImpl"
-# tiny5x5 with batch 2: five steps an epoch, a second or so per cell
-TINY = ["--dataset", "tiny5x5", "--model", "logistic", "--batch-size", "2", "--epochs", "3"]
-RAY_ENV_VARS = ("FWCOMPARE_IMPLS", "FWCOMPARE_TEST_PID_DIR", "FWCOMPARE_TEST_EPOCH_S")
-
-
-@pytest.fixture(scope="module")
-def ray_address():
-    """A local Ray instance, CPU only with 2 CPUs, for the module's drivers to join; shut down after."""
-    ray = pytest.importorskip("ray")
-    # the workers must get these from the driver (runtime_env), not from this process
-    assert not any(name in os.environ for name in RAY_ENV_VARS)
-    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, configure_logging=False)
-    try:
-        yield ray.get_runtime_context().gcs_address
-    finally:
-        ray.shutdown()
-
-
-def harness_run(*args, out: Path, env=None, popen=False):
-    """python -m harness.run with the fake impls, quiet, writing to out."""
-    cmd = [sys.executable, "-m", "harness.run", *args, "--out", str(out), "--quiet"]
-    env = {**os.environ, "FWCOMPARE_IMPLS": FAKES, **(env or {})}
-    if popen:
-        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-
+from tests.helpers import FAKES, ROOT, TINY, harness_run, results_in
 
 def results_by_name(out: Path) -> dict[str, dict]:
     return {p.name: json.loads(p.read_text()) for p in out.glob("*.json")}
-
-
-def by_framework(out: Path) -> dict[str, dict]:
-    return {r["cell"]["framework"]: r for r in results_by_name(out).values()}
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +68,7 @@ def kill_ray_workers(pid_dir: Path, kills: int, driver: subprocess.Popen) -> lis
     seen: list[int] = []
     deadline = time.time() + 120
     while driver.poll() is None and time.time() < deadline:
-        for pid in sorted(int(p.name) for p in pid_dir.iterdir()):
+        for pid in sorted(int(p.name) for p in pid_dir.iterdir() if p.name.isdigit()):
             if pid in seen:
                 continue
             seen.append(pid)
@@ -121,7 +90,7 @@ def test_a_killed_worker_is_retried_once_then_recorded(ray_address, tmp_path, ki
     workers = kill_ray_workers(pid_dir, kills, driver)
     _, err = driver.communicate(timeout=60)
     assert len(workers) == 2 and workers[0] != workers[1]  # one retry, in another worker process
-    results = by_framework(tmp_path / "out")
+    results = results_in(tmp_path / "out")
     assert results["numpy"]["status"] == "ok"  # the cell beside it is not disturbed
     slow = results["slow"]
     assert slow["status"] == status, slow["message"]
@@ -147,8 +116,8 @@ def test_ctrl_c_cancels_the_outstanding_cells_and_keeps_the_finished_ones(ray_ad
     driver.send_signal(signal.SIGINT)
     _, err = driver.communicate(timeout=60)
     assert driver.returncode == 130, err
-    assert list(by_framework(tmp_path / "out")) == ["numpy"]  # the finished cell's result stays
-    (worker,) = (int(p.name) for p in pid_dir.iterdir())
+    assert list(results_in(tmp_path / "out")) == ["numpy"]  # the finished cell's result stays
+    (worker,) = (int(p.name) for p in pid_dir.iterdir() if p.name.isdigit())
     deadline = time.time() + 30
     while Path(f"/proc/{worker}").exists() and time.time() < deadline:
         time.sleep(0.2)

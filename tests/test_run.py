@@ -1,8 +1,6 @@
 """The runner: result files follow the schema, are whole or absent, and the matrix goes on."""
 from __future__ import annotations
 
-import json
-import os
 import re
 import signal
 import subprocess
@@ -15,31 +13,20 @@ import pytest
 
 from harness import results
 from tests.conftest import installed
-
-ROOT = Path(__file__).resolve().parents[1]
-FAKES = ("diverging=tests.fake_impls:DivergingImpl,failing=tests.fake_impls:FailingImpl,"
-         "oom=tests.fake_impls:OomImpl")
-# tiny5x5 with batch 2: five steps an epoch, so a whole cell takes a fraction of a second
-TINY = ["--dataset", "tiny5x5", "--model", "logistic", "--batch-size", "2", "--epochs", "3"]
+from tests.helpers import ROOT, TINY, finished, harness_run
+from tests.helpers import results_in as load_all
 
 
 def run(*args, out: Path, env=None, **kw):
-    env = {**os.environ, "FWCOMPARE_IMPLS": FAKES, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "harness.run", *args, "--out", str(out), "--quiet"],
-                          cwd=ROOT, text=True, capture_output=True, env=env, **kw)
-
-
-def load_all(out: Path) -> dict[str, dict]:
-    return {json.loads(p.read_text())["cell"]["framework"]: json.loads(p.read_text())
-            for p in out.glob("*.json")}
+    return harness_run(*args, out=out, env=env, **kw)
 
 
 def test_result_file_follows_the_schema_and_records_where_it_ran(tmp_path):
-    jsonschema = pytest.importorskip("jsonschema")
     proc = run("--framework", "numpy", *TINY, out=tmp_path)
     assert proc.returncode == 0, proc.stderr
+    (path,) = tmp_path.glob("*.json")
+    assert results.read(path).schema_version == results.SCHEMA_VERSION  # reads back as a typed record
     (result,) = load_all(tmp_path).values()
-    jsonschema.validate(result, results.SCHEMA)
     m = result["metrics"]
     assert result["status"] == "ok" and result["curves"]["epoch"] == [1, 2, 3]
     assert m["epoch_s"]["n"] == 2 and m["first_epoch_s"] > 0  # first epoch apart from the steady ones
@@ -112,16 +99,16 @@ def test_a_write_killed_midway_leaves_no_result_file(tmp_path):
     code = f"""
 import os, signal
 from pathlib import Path
-from harness import results
+from harness.files import write_atomic
 def write_half_then_die(f):
     f.write(b'{{"schema_version": 1, "cell": ')
     f.flush()
     os.kill(os.getpid(), signal.SIGKILL)
-results.write_atomic(Path({str(target)!r}), write_half_then_die)
+write_atomic(Path({str(target)!r}), write_half_then_die)
 """
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT)
     assert proc.returncode == -signal.SIGKILL
-    assert not target.exists() and not results.finished(target)
+    assert not target.exists() and not finished(target)
     assert not list(tmp_path.glob("*.json"))  # only the hidden temporary, which nothing reads
 
 
@@ -139,7 +126,7 @@ def test_ctrl_c_leaves_only_complete_result_files(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     for path in tmp_path.glob("*.json"):
-        assert results.finished(path)  # every file there parses and holds a final status
+        assert finished(path)  # every file there parses and holds a final status
     assert len(list(tmp_path.glob("*.json"))) < 4
 
 
@@ -174,8 +161,10 @@ def test_a_gpu_cell_traces_only_its_last_epoch_and_times_without_it():
     impl = load_impl("numpy")
     impl.build(model, hyper, ds, initial_weights(model, 0), "cpu", None)
     gpu = FakeGpu(busy_s=0.001, energy_step_mj=5.0)
-    curves, status, _, _ = child.train(impl, ds, hyper, gpu, say=lambda _: None)
-    assert status == "ok" and curves["profiled_epoch"] == 4 and len(gpu.started) == 1
+    training = child.Training(impl, ds, hyper, gpu, say=lambda _: None)
+    impl.run_epochs(hyper.epochs, training.order_for, training)
+    curves = training.curves
+    assert training.status == "ok" and curves["profiled_epoch"] == 4 and len(gpu.started) == 1
     assert curves["gpu_busy_s"] == [None, None, None, 0.001]
     steady = steady_epochs(curves)
     assert steady == curves["epoch_s"][1:3]  # epochs 2 and 3: not the first, not the traced one
@@ -187,6 +176,7 @@ def test_a_gpu_cell_traces_only_its_last_epoch_and_times_without_it():
 
     still = FakeGpu(busy_s=0.001, energy_step_mj=0.0)  # NVML's counter did not move: no reading
     impl.build(model, hyper, ds, initial_weights(model, 0), "cpu", None)
-    curves, _, _, _ = child.train(impl, ds, hyper, still, say=lambda _: None)
-    m = child.device_metrics(c, impl, still, curves, steady_epochs(curves))
+    training = child.Training(impl, ds, hyper, still, say=lambda _: None)
+    impl.run_epochs(hyper.epochs, training.order_for, training)
+    m = child.device_metrics(c, impl, still, training.curves, steady_epochs(training.curves))
     assert m["energy_j_per_epoch"]["available"] is False and "energy counter" in m["energy_j_per_epoch"]["reason"]

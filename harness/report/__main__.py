@@ -26,7 +26,7 @@ from harness.report.headline import headlines
 from harness.report.read import read_results
 from harness.report.render import markdown, page
 from harness.report.summary import summarise, tables
-from harness.results import REPORT_DIR, WORKSPACE, write_atomic
+from harness.files import REPORT_DIR, WORKSPACE, write_atomic
 from harness.spec import HarnessError, cli_main
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.recipes import RECIPES
-from harness.results import slug
+from harness.machine import slug
 from harness.report import compare as comparing
 from harness.report.read import model_definitions
 from harness.report.headline import DEVICE_BOUND, Headline, framework_tax, native_vs_equal

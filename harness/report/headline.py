@@ -30,7 +30,7 @@ class Headline:
     break_even: int | None  # the epoch from which the fastest leads in total time; None: never
 
 
-SHOWN_SETTINGS = ("batch_size", "precision")  # named in a headline even where every row has them
+SHOWN_SETTINGS = ("hyper_batch_size", "precision")  # named in a headline even where every row has them
 
 
 def compared_rows(table: Table) -> tuple[pd.DataFrame, list[str]]:
@@ -99,7 +99,7 @@ def native_vs_equal(tables: list[Table]) -> pd.DataFrame:
             continue
         # a native row pairs with the equal row of its framework, mode, batch and epochs; precision
         # is the framework's default in native, so equal's float32 is its partner
-        key = ["label"] + [c for c in ("batch_size", "epochs") if c in t.varying]
+        key = ["label"] + [c for c in ("hyper_batch_size", "hyper_epochs") if c in t.varying]
         native = t.rows[t.rows["profile"] == "native"]
         equal = t.rows[t.rows["profile"] == "equal"].sort_values(
             "precision", key=lambda p: p != "float32", kind="stable").drop_duplicates(key)
@@ -116,11 +116,11 @@ def framework_tax(table: Table) -> pd.DataFrame:
     rows = table.rows[table.rows["gpu_busy_s"].notna() & table.rows["steps_per_epoch"].notna()]
     if rows.empty:
         return pd.DataFrame()
-    varying = [c for c in table.varying if c != "batch_size"]
+    varying = [c for c in table.varying if c != "hyper_batch_size"]
     bound_from = {}
     for label, g in rows.groupby(["label"] + varying, sort=False):
-        if g["batch_size"].nunique() > 1:  # a sweep: the smallest batch at which the device is the bottleneck
-            bound = g[g["gpu_util"] >= DEVICE_BOUND]["batch_size"]
+        if g["hyper_batch_size"].nunique() > 1:  # a sweep: the smallest batch at which the device is the bottleneck
+            bound = g[g["gpu_util"] >= DEVICE_BOUND]["hyper_batch_size"]
             bound_from[label] = f"batch {bound.min()}" if len(bound) else f"not up to batch {g['batch_size'].max()}"
     out = []
     for r in rows.to_dict("records"):

@@ -16,7 +16,7 @@ import pandas as pd
 from harness.report.headline import Headline
 from harness.report.summary import (ACCURACY_TARGET, Table, column, framework_label, mode_rank, row_label,
                                     setting, show, training_clock)
-from harness.results import write_atomic
+from harness.files import write_atomic
 
 DPI = 100
 MAX_INCHES = 19  # no side over 1900 px
@@ -120,16 +120,16 @@ def learning_curves(plt, table: Table, head: Headline, cells: pd.DataFrame):
 
 def batch_sweep(plt, table: Table, head: Headline, cells: pd.DataFrame):
     """Training samples/s against batch size, one line per framework and mode (and other varying setting)."""
-    if "batch_size" not in table.varying:
+    if "hyper_batch_size" not in table.varying:
         return None
-    others = [c for c in table.varying if c != "batch_size"]
-    rows = table.rows[table.rows["sps_median"].notna()].sort_values("batch_size")
+    others = [c for c in table.varying if c != "hyper_batch_size"]
+    rows = table.rows[table.rows["sps_median"].notna()].sort_values("hyper_batch_size")
     fig, ax = plt.subplots(figsize=(WIDTH * 0.8, 4), layout="constrained")
     for key, g in rows.groupby(["label"] + others, sort=False):
-        if g["batch_size"].nunique() > 1:
+        if g["hyper_batch_size"].nunique() > 1:
             name = ", ".join([key[0]] + [setting(c, v) for c, v in zip(others, key[1:])])
-            ax.plot(g["batch_size"], g["sps_median"], "o-", label=name)
-    sizes = sorted(rows["batch_size"].unique())
+            ax.plot(g["hyper_batch_size"], g["sps_median"], "o-", label=name)
+    sizes = sorted(rows["hyper_batch_size"].unique())
     ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="training samples/s (median)",
            title="throughput against batch size")
     ax.set_xticks(sizes, [str(int(b)) for b in sizes])  # the batch sizes run, not powers of 10
@@ -144,7 +144,7 @@ def batch_sweep(plt, table: Table, head: Headline, cells: pd.DataFrame):
 def first_seeds(cells: pd.DataFrame, field: str) -> list[dict]:
     """One cell per framework that holds field, its idiomatic mode's where it has one (at most GRID_ROWS)."""
     have = cells[column(cells, field).map(lambda v: isinstance(v, (dict, str)))]
-    have = have.assign(rank=mode_rank(have) if len(have) else []).sort_values(["rank", "seed"], kind="stable")
+    have = have.assign(rank=mode_rank(have) if len(have) else []).sort_values(["rank", "hyper_seed"], kind="stable")
     return have.drop_duplicates(["framework", "backend"]).head(GRID_ROWS).to_dict("records")
 
 

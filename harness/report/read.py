@@ -5,14 +5,19 @@ file, a tool's cache) are not read at all. Never imports a framework.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
 import pandas as pd
 
-from harness.results import REPO_ROOT, schema_problem, slug
+from harness.cell import Cell
+from harness.files import REPO_ROOT
+from harness.machine import slug
+from harness.results import Result, SchemaError, parse
 from harness.spec import HarnessError
+from harness.store import Store
 from impls.records import default_frameworks, framework
 
 EXTRA_FIELDS = ("predictions", "weights_file")  # optional result fields that feed two plots
@@ -27,18 +32,18 @@ def flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def data_label(cell: dict) -> str:
+def data_label(cell: Cell) -> str:
     """The data a cell trained on, subset and recipe included: cells compare only within one."""
-    d = cell["dataset"]
-    parts = [d["name"]]
-    if d.get("classes"):
-        parts.append("classes " + ",".join(map(str, d["classes"])))
-    if d.get("train_rows") or d.get("val_rows"):
-        parts.append(f"first {d.get('train_rows')} train + {d.get('val_rows')} val rows")
-    if d.get("test_val"):
-        parts.append(f"{d['test_val']} test rows as val")
+    d = cell.data
+    parts = [d.name]
+    if d.classes:
+        parts.append("classes " + ",".join(map(str, d.classes)))
+    if d.train_rows or d.val_rows:
+        parts.append(f"first {d.train_rows} train + {d.val_rows} val rows")
+    if d.test_val:
+        parts.append(f"{d.test_val} test rows as val")
     label = ", ".join(parts)
-    return f"{cell['recipe']}: {label}" if cell.get("recipe") else label
+    return f"{cell.recipe}: {label}" if cell.recipe else label
 
 
 def benchmark_rows(doc: dict, path: Path) -> list[dict]:
@@ -54,28 +59,20 @@ def benchmark_rows(doc: dict, path: Path) -> list[dict]:
             for b in doc["benchmarks"]]
 
 
-def cell_row(doc: dict, path: Path) -> dict:
-    """One result file as one flat row: cell fields, metrics, env (env_ prefix), curves kept whole."""
-    # a list in the cell (dataset.classes) becomes text, so that cells group by it
-    cell = {k: json.dumps(v) if isinstance(v, list) else v for k, v in flatten(doc["cell"]).items()}
-    extra = {k: doc[k] for k in EXTRA_FIELDS if k in doc}
+def cell_row(result: Result, path: Path) -> dict:
+    """One result as one flat row: the cell's fields (data_*, hyper_*), metrics, env (env_ prefix);
+    the curves kept whole, and the typed result itself for what reads it by name."""
+    # a list in the cell (data.classes) becomes text, so that cells group by it
+    cell = {k: json.dumps(v) if isinstance(v, (list, tuple)) else v
+            for k, v in flatten(dataclasses.asdict(result.cell)).items()}
+    doc = result.to_dict()
+    extra = {k: doc[k] for k in EXTRA_FIELDS if doc.get(k) is not None}
     if "weights_file" in extra:  # relative to the result file, so that a results folder can move
         extra["weights_file"] = str(path.parent / extra["weights_file"])
-    return {"source": "harness", "file": str(path), "machine": doc["env"]["machine"]["id"],
-            "table": data_label(doc["cell"]), **cell, "cell_fields": tuple(cell), "status": doc["status"],
-            "message": doc["message"], **flatten(doc["metrics"]), **flatten(doc["env"], "env_"),
-            "curves": doc["curves"], **extra}
-
-
-def file_rows(path: Path) -> list[dict]:
-    """The rows of one file, or a ValueError saying why it is neither kind of file."""
-    doc = json.loads(path.read_text())
-    if isinstance(doc, dict) and "machine_info" in doc and "benchmarks" in doc:
-        return benchmark_rows(doc, path)
-    problem = schema_problem(doc)
-    if problem:
-        raise ValueError(problem)
-    return [cell_row(doc, path)]
+    return {"source": "harness", "file": str(path), "machine": result.env.machine.id,
+            "table": data_label(result.cell), **cell, "id": result.cell.id, "cell_fields": tuple(cell),
+            "status": result.status, "message": result.message, **flatten(doc["metrics"]),
+            **flatten(doc["env"], "env_"), "curves": doc["curves"], "result": result, **extra}
 
 
 def place_benchmarks(df: pd.DataFrame) -> pd.DataFrame:
@@ -95,21 +92,29 @@ def place_benchmarks(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_results(dirs: list[Path]) -> pd.DataFrame:
-    """Every result and pytest-benchmark file under dirs, one row per cell or benchmark."""
+    """Every result and pytest-benchmark file under dirs, one row per cell or benchmark; any other
+    file (an unknown schema, a side file) is named on stderr in one line and skipped."""
     rows = []
     for folder in dirs:
         if not folder.is_dir():
             raise HarnessError(f"results directory {folder} does not exist; make results with: {MAKE_RESULTS}")
-        for path in sorted(folder.rglob("*.json")):
-            if any(part.startswith(".") for part in path.relative_to(folder).parts):
-                continue  # hidden: a runner's temporary file, a tool's cache
+        for path, doc in Store(folder).documents():
             try:
-                rows += file_rows(path)
-            except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-                print(f"skipped {path}: {exc if isinstance(exc, ValueError) else repr(exc)}", file=sys.stderr)
+                if isinstance(doc, dict) and "machine_info" in doc and "benchmarks" in doc:
+                    rows += benchmark_rows(doc, path)
+                elif isinstance(doc, dict) and "pairs" in doc and path.name == "plain-loops.json":
+                    continue  # the plain loops' side file (harness.plain_loops), not a cell
+                else:
+                    rows.append(cell_row(parse(doc) if not isinstance(doc, Exception) else _raise(doc), path))
+            except (SchemaError, KeyError, TypeError, AttributeError) as exc:
+                print(f"skipped {path}: {exc if isinstance(exc, SchemaError) else repr(exc)}", file=sys.stderr)
     if not rows:
         raise HarnessError(f"no result files under {', '.join(map(str, dirs))}; make some with: {MAKE_RESULTS}")
     return place_benchmarks(pd.DataFrame(rows))
+
+
+def _raise(exc: Exception):
+    raise SchemaError(f"not JSON ({exc})")
 
 
 def model_definitions(marker: str = "mlp") -> list[tuple[str, str]]:

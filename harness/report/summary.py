@@ -12,16 +12,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from harness.results import STATUSES, slug
+from harness.machine import slug
+from harness.results import STATUSES
 
 TABLE_KEY = ["machine", "table", "model", "device"]
 NAMED = ["framework", "backend", "mode"]  # a row's label
-# Cell fields that are not settings: seeds are pooled; hyper_batch_size/epochs repeat batch_size/epochs.
-NOT_CONFIG = {"id", "seed", "hyper_seed", "hyper_batch_size", "hyper_epochs"}
+# Cell fields that are not settings: seeds and trials are repetitions of one configuration.
+NOT_CONFIG = {"id", "hyper_seed", "trial", "data_sha256"}
 # The settings a person chooses, by the name a table uses: a column where they differ between
 # rows, else named in the table's note. Any other setting that differs (an optimizer's eps, a
 # framework setting) is in the table's fairness block.
-CHOSEN_SETTINGS = {"profile": "profile", "batch_size": "batch", "precision": "precision", "epochs": "epochs",
+CHOSEN_SETTINGS = {"profile": "profile", "hyper_batch_size": "batch", "precision": "precision", "hyper_epochs": "epochs",
                  "hyper_optimizer": "optimizer", "hyper_lr": "lr", "threads": "threads"}
 ACCURACY_TARGET = 0.97  # "time to 97%": the accuracy a tutorial's MNIST model is expected to reach
 
@@ -38,7 +39,7 @@ def show(v) -> str:
 
 def field_name(column_name: str) -> str:
     """A flat column as the result file names it: env_settings_threads -> settings.threads."""
-    for prefix, dotted in (("env_settings_", "settings."), ("hyper_", "hyper."), ("dataset_", "dataset.")):
+    for prefix, dotted in (("env_settings_", "settings."), ("hyper_", "hyper."), ("data_", "data.")):
         if column_name.startswith(prefix):
             return dotted + column_name.removeprefix(prefix)
     return column_name
@@ -82,15 +83,18 @@ def row_label(r) -> str:
 
 def framework_modes(framework: str) -> tuple[str, ...]:
     """A framework's modes, its idiomatic one (the code its users write) first; () if unknown."""
-    from impls.records import FRAMEWORKS  # framework-free: names and modes only
+    from impls.records import frameworks  # framework-free: names and modes only
 
-    record = FRAMEWORKS.get(framework)
+    record = frameworks().get(framework)
     return record.modes if record else ()
 
 
 def idiomatic_mode(framework: str) -> str | None:
-    """torch eager, jax step, keras fit: a framework's first mode."""
-    return next(iter(framework_modes(framework)), None)
+    """torch eager, jax step, keras fit: a framework's first mode (its record's idiomatic_mode)."""
+    from impls.records import frameworks
+
+    record = frameworks().get(framework)
+    return record.idiomatic_mode if record else None
 
 
 def mode_rank(rows: pd.DataFrame) -> pd.Series:
@@ -141,7 +145,7 @@ def configuration(key: tuple, g: pd.DataFrame, keys: list[str]) -> dict:
     by_seed: dict = {}
     for r in ok:
         if not missing(r["test_accuracy"]):
-            by_seed.setdefault(r["seed"], []).append(r["test_accuracy"])
+            by_seed.setdefault(r["hyper_seed"], []).append(r["test_accuracy"])
     by_seed = {seed: float(np.mean(v)) for seed, v in by_seed.items()}
     acc = list(by_seed.values())
     counts = g["status"].value_counts().reindex(STATUSES).dropna().astype(int)
@@ -167,7 +171,7 @@ def configuration(key: tuple, g: pd.DataFrame, keys: list[str]) -> dict:
         "concurrent_cells": max((int(v) for v in column(g, "env_settings_concurrent_cells") if not missing(v)),
                                 default=1),
         "status": ", ".join(f"{s} {n}" for s, n in counts.items()),
-        "problems": [f"seed {show(r['seed'])}: {r['status']}: {r['message']}"
+        "problems": [f"seed {show(r['hyper_seed'])}: {r['status']}: {r['message']}"
                      for r in g.to_dict("records") if r["status"] != "ok"]}
 
 
