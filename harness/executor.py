@@ -27,16 +27,21 @@ def warn_if_busy(say: Callable[[str], None], seconds: float = 0.3) -> float:
     return busy
 
 
-def why_not_run(cell: Cell, store: Store, force: bool, quiet: bool, waited: bool, say) -> str | None:
+def why_not_run(cell: Cell, store: Store, force: bool, quiet: bool, waited: bool, say,
+                missing: Callable[[Cell], list[str]] | None = None) -> str | None:
     """The outcome of a cell that needs no run (skipped, done before, done elsewhere), or None;
-    says so, and says when a failed cell is run again. Every executor asks this first."""
+    says so, and says when a failed cell is run again. Every executor asks this first.
+
+    missing(cell): the packages the cell's interpreter lacks (default: this interpreter's).
+    """
     from harness.matrix import missing_packages
     from impls.records import framework
 
-    missing = missing_packages(cell)
-    if missing:
-        say(f"skip {cell.label}: {', '.join(missing)} not installed here "
-            f"(run it in its tox env: tox -e {framework(cell.framework).tox_env(cell.backend)})")
+    absent = (missing or missing_packages)(cell)
+    if absent:
+        env = framework(cell.framework).tox_env(cell.backend)
+        say(f"skip {cell.label}: {', '.join(absent)} not installed in its environment "
+            f"(run it in its tox env: tox -e {env}; harness.drive uses .tox/{env} once `tox -e {env} --notest` made it)")
         return "skipped"
     before = store.read(cell)
     if before and before.status in FINAL_STATUSES and not force:
@@ -62,11 +67,13 @@ def progress(total: int, quiet: bool):
 
 
 def run_matrix(cells: list[Cell], store: Store, force: bool, quiet: bool, python_for=None,
-               context_for: Callable[[Cell], dict[str, Any]] | None = None) -> dict[str, int]:
+               context_for: Callable[[Cell], dict[str, Any]] | None = None,
+               missing: Callable[[Cell], list[str]] | None = None) -> dict[str, int]:
     """Run each cell in its own process; returns the count of each outcome.
 
-    python_for(cell): the interpreter of the cell's framework environment (default this one);
-    context_for(cell): what the cell records of the schedule that ran it (the driver's round).
+    python_for(cell): the interpreter of the cell's framework environment (default this one),
+    missing(cell): what that interpreter lacks; context_for(cell): what the cell records of the
+    schedule that ran it (the driver's round).
     """
     store.clean_stale()
     counts: dict[str, int] = {}
@@ -83,7 +90,7 @@ def run_matrix(cells: list[Cell], store: Store, force: bool, quiet: bool, python
             lock.release()
             continue
         try:
-            outcome = why_not_run(cell, store, force, quiet, waiting, say) or run_one(
+            outcome = why_not_run(cell, store, force, quiet, waiting, say, missing) or run_one(
                 cell, store, quiet, bar, say, python_for(cell) if python_for else sys.executable,
                 context_for(cell) if context_for else None)
         finally:

@@ -38,6 +38,24 @@ PLANS: dict[str, tuple[str, ...]] = {
         f"--framework jax --mode step scan --model mlp --batch-size {SWEEP_BATCHES} --device cuda",
         f"--framework keras --backend jax --mode fit fit-jit --model mlp --batch-size {SWEEP_BATCHES} --device cuda",
     ),
+    # The CPU archive (results/cpu-epyc-2c/matrix): every model in every framework, mode and Keras
+    # backend, both profiles, seed 002's recipe (batch 32, 5 epochs). Through harness.drive.
+    "cpu-archive": (
+        "--framework torch jax keras --backend tensorflow jax torch --mode eager compile step scan fit fit-jit "
+        "--profile equal native",
+    ),
+    # The batch-size crossover on the CPU: the MLP in each framework's fastest CPU modes, profile
+    # equal, batch 32 to 8192, 5 epochs (batch 32 is the archive matrix's own cell): samples/s and the
+    # overhead's share against batch size.
+    "cpu-crossover": (
+        "--framework torch jax keras --backend tensorflow jax --mode eager scan fit-jit --model mlp --profile equal "
+        "--batch-size 32 128 512 2048 8192",
+    ),
+    # The seed spread the parity tolerances come from (harness/parity.py): CI's configuration,
+    # 2 epochs, each framework's idiomatic mode in both profiles; the driver's rounds give the seeds.
+    "cpu-seed-spread": (
+        "--framework torch jax keras --backend tensorflow --profile equal native --epochs 2",
+    ),
     # What fits in ten minutes of an H100 (15 cells took 344 s, most of it process start-up
     # and compilation): the MLP in every Keras-on-jax, torch and jax mode, then the fastest
     # modes on the other models and in TF32 and bf16.

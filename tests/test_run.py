@@ -74,7 +74,7 @@ def test_rerun_skips_finished_cells_unless_forced(tmp_path):
     ("--dataset", "cifar", "valid datasets: mnist, fashion, tiny5x5"),
     ("--precision", "fp8", "valid precisions: float32, tf32, bf16"),
     ("--precision", "tf32", "GPU tensor-core mode; on the CPU run float32 or bf16"),
-    ("--plan", "everything", "valid plans: gpu, gpu-quick"),
+    ("--plan", "everything", "valid plans: gpu, cpu-archive, cpu-crossover, cpu-seed-spread, gpu-quick"),
 ])
 def test_unknown_names_give_one_line_listing_the_valid_ones(tmp_path, flag, bad, valid):
     proc = run(flag, bad, out=tmp_path, env={"FWCOMPARE_IMPLS": ""})
@@ -89,7 +89,7 @@ def test_framework_not_installed_is_skipped_with_its_reason(tmp_path):
         pytest.skip("every framework is installed here")
     proc = run("--framework", missing[0], "numpy", *TINY, out=tmp_path)
     assert proc.returncode == 0
-    assert f"not installed here (run it in its tox env: tox -e {missing[0]})" in proc.stderr
+    assert f"not installed in its environment (run it in its tox env: tox -e {missing[0]};" in proc.stderr
     assert "2 skipped" in proc.stdout  # its equal and its native cell
     assert list(load_all(tmp_path)) == ["numpy"]
 

@@ -26,6 +26,7 @@ from harness.report.headline import headlines
 from harness.report.read import read_results
 from harness.report.render import markdown, page
 from harness.report.summary import summarise, tables
+from harness.report.verdicts import noise_floor
 from harness.files import REPORT_DIR, WORKSPACE, write_atomic
 from harness.spec import HarnessError, cli_main
 
@@ -47,14 +48,15 @@ def machine_report(machine: str, df: pd.DataFrame, out_dir: Path, with_html: boo
     cells, bench = mine[mine["source"] == "harness"], mine[mine["source"] == "pytest-benchmark"]
     summary = summarise(cells)
     all_tables = tables(summary, cells)
-    heads = headlines(all_tables)
+    floor = noise_floor(all_tables)
+    heads = headlines(all_tables, floor)
     plot_dir = out_dir / "plots"
     stale = set(plot_dir.glob("*.png"))
     figures = plots.draw(heads, cells[cells["status"] == "ok"], summary, plot_dir)
     drawn = [path for shown in figures.values() for _, path in shown]
     for path in stale - set(drawn):  # the folder holds this report's plots only
         path.unlink()
-    doc = report_document(machine, cells, bench, all_tables, heads, summary, figures)
+    doc = report_document(machine, cells, bench, all_tables, heads, summary, figures, floor)
     written = [write_text(out_dir / "REPORT.md", markdown(doc, out_dir))]
     if with_html:
         written.append(write_text(out_dir / "report.html", page(doc)))
@@ -91,7 +93,9 @@ def compare(a: Path, b: Path, out_dir: Path, with_html: bool) -> tuple[list[str]
             raise HarnessError(f"no result files of cells under {folder}")
         return str(folder), summarise(cells), cells
 
-    result = comparing.compare(side(a), side(b))
+    sides = side(a), side(b)
+    floor = max(noise_floor(tables(summary, cells)).factor for _, summary, cells in sides)
+    result = comparing.compare(*sides, floor=floor)
     doc = compare_document(result)
     written = [write_text(out_dir / "COMPARE.md", markdown(doc, out_dir))]
     if with_html:

@@ -13,6 +13,7 @@ from harness.machine import slug
 from harness.report import compare as comparing
 from harness.report.read import model_definitions
 from harness.report.headline import DEVICE_BOUND, Headline, framework_tax, native_vs_equal
+from harness.report.verdicts import NoiseFloor, contenders
 from harness.report.render import Document, Grid, Section
 from harness.report.summary import (ACCURACY_TARGET, CHOSEN_SETTINGS, Table, column, fairness, missing,
                                     shared_machine, show)
@@ -54,31 +55,36 @@ def machine_text(cells: pd.DataFrame) -> str:
 
 # ---------------------------------------------------------------- the summary
 def headline_lines(h: Headline) -> list[str]:
-    """A table's answer in a few lines: the fastest and its lead, accuracy against the parity bound, compile cost."""
-    lines = [f"{h.table.title}, {', '.join(h.settings)}:"]
+    """A comparison's answer in a few lines: the fastest and the verdicts against it, accuracy
+    against the parity bound, where the time goes, compile cost."""
+    rows = contenders(h.compared)
+    trials = sorted(set(rows["n_trials"]))
+    left_out = int(rows["n_contended"].sum())
+    counted = (f"{'-'.join(map(str, [trials[0], trials[-1]][:len(set(trials[:1] + trials[-1:]))]))} trials each"
+               + (f", {left_out} contended left out" if left_out else "")) if trials else "no trial measured"
+    lines = [f"{h.table.title}, {', '.join(h.settings)} ({counted}):"]
     f = h.fastest
     if f is None:
         return lines + ["  no row measured a training rate"]
-    if len(h.compared) == 1:
-        return lines + [f"  only {f['label']}: {rate(f['sps_median'])} samples/s"]
-    leads = [f"{times(f['sps_median'] / r['sps_median'])} {name}" for name, r in h.idiomatic.items()
-             if r is not None and name != f["label"] and not missing(r["sps_median"])]
+    interval = f" ({rate(f['sps_low'])}-{rate(f['sps_high'])})" if not missing(f["sps_low"]) else ""
+    lines.append(f"  fastest {f['label']}, {rate(f['sps_median'])} samples/s{interval}"
+                 + ("" if h.verdicts else " (the only row)"))
+    if h.verdicts:
+        lines.append("  " + "; ".join(v.text for v in h.verdicts))
     absent = [f"{name} {'not run' if r is None else r['status'].split()[0]}" for name, r in h.idiomatic.items()
               if r is None or missing(r["sps_median"])]
-    clauses = [f"{', '.join(leads)} (idiomatic modes)"] if leads else []
-    measured = h.compared[h.compared["sps_median"].notna()].sort_values("sps_median", ascending=False)
-    if len(measured) > 1 and measured.iloc[1]["label"] not in h.idiomatic:  # the next fastest, if not named yet
-        clauses.append(f"{times(f['sps_median'] / measured.iloc[1]['sps_median'])} {measured.iloc[1]['label']} "
-                       "(next fastest)")
-    lines.append(f"  fastest {f['label']}, {rate(f['sps_median'])} samples/s"
-                 + (f" = {'; '.join(clauses)}" if clauses else "") + (f"; {', '.join(absent)}" if absent else ""))
+    if absent:
+        lines.append(f"  not measured: {', '.join(absent)}")
     accs = h.compared["acc_mean"].dropna()
     if len(accs) > 1:
-        bound = ("no parity tolerance for this model" if h.tolerance is None else
-                 f"{'within' if h.accuracy_spread <= h.tolerance else 'BEYOND'} the parity tolerance "
-                 f"{h.tolerance:.4f}")
+        seeds = max(len(v) for v in h.compared["acc_values"])
+        bound = ("no parity tolerance for this model" if h.tolerance is None or missing(h.accuracy_spread) else
+                 f"same accuracy within the parity tolerance {h.tolerance:.4f}" if h.accuracy_spread <= h.tolerance
+                 else f"BEYOND the parity tolerance {h.tolerance:.4f}")
         spread = "" if missing(h.accuracy_spread) else f", {h.accuracy_spread:.4f} apart at one seed"
-        lines.append(f"  test accuracy {accs.min():.4f}-{accs.max():.4f}{spread}: {bound}")
+        lines.append(f"  test accuracy {accs.min():.4f}-{accs.max():.4f} (means over {seeds} seeds){spread}: {bound}")
+    if parts := largest_parts(rows):
+        lines.append(f"  largest part of a steady epoch: {parts}")
     if not missing(f["first_epoch_s"]) and not missing(f["epoch_s"]):
         payback = ("ahead in total time from the first epoch" if h.break_even == 1 else
                    "a mode that starts sooner stays ahead in total time" if h.break_even is None else
@@ -88,8 +94,28 @@ def headline_lines(h: Headline) -> list[str]:
     return lines
 
 
-def summary_lines(machine: str, cells: pd.DataFrame, heads: list[Headline]) -> list[str]:
-    lines = [f"{machine}: {machine_text(cells)}; {len(cells)} cells"]
+SPLIT_PARTS = {"split_input_s": "input pipeline", "split_overhead_s": "overhead", "split_arithmetic_s": "arithmetic"}
+
+
+def largest_parts(rows: pd.DataFrame) -> str:
+    """'torch eager: 62% overhead; jax step: 71% arithmetic': each row's largest part of its split epoch."""
+    out = []
+    for r in rows.to_dict("records"):
+        parts = {name: r[col] for col, name in SPLIT_PARTS.items() if not missing(r.get(col))}
+        if "overhead" in parts and sum(parts.values()):
+            name = max(parts, key=parts.get)
+            out.append(f"{r['label']}: {parts[name] / sum(parts.values()):.0%} {name}")
+    return "; ".join(out)
+
+
+def summary_lines(machine: str, cells: pd.DataFrame, heads: list[Headline], floor: NoiseFloor) -> list[str]:
+    lines = [f"{machine}: {machine_text(cells)}; {len(cells)} cells",
+             (f"noise floor {floor.factor:.3g}x: no verdict within it ({floor.about})" if floor.known else
+              f"noise floor unknown: {floor.about}")]
+    contended = int(sum(h.compared["n_contended"].sum() for h in heads))
+    if contended:
+        lines.append(f"{contended} trials left out: other processes used the machine while they trained "
+                     f"(env.contention)")
     for h in heads:
         lines += headline_lines(h)
     return lines
@@ -101,14 +127,32 @@ def accuracy(r: dict) -> str:
     return f"{r['acc_mean']:.4f} ± {num(r['acc_sd'], '{:.4f}')} ({len(acc)})" if acc else "—"
 
 
+def samples_per_s(r: dict) -> str:
+    """The median over trials, with its 95% interval where there are enough trials."""
+    return rate(r["sps_median"]) + ("" if missing(r["sps_low"]) else f" ({rate(r['sps_low'])}-{rate(r['sps_high'])})")
+
+
+def trials(r: dict) -> str:
+    """How many trials count, and how many were left out as contended."""
+    return str(r["n_trials"]) + (f" (+{r['n_contended']} contended)" if r["n_contended"] else "")
+
+
+def split(r: dict) -> str:
+    """The steady epoch's seconds as input / overhead / arithmetic."""
+    if missing(r.get("split_overhead_s")):
+        return "—"
+    return " / ".join("?" if missing(r[c]) else f"{r[c]:.3g}" for c in SPLIT_PARTS)
+
+
 def gpu_busy(r: dict) -> str:
     return "—" if missing(r["gpu_busy_s"]) else f"{r['gpu_busy_s']:.4g} ({num(r['gpu_util'], '{:.0%}')})"
 
 
 COLUMNS = {  # header: what a row shows
     "test acc ± sd (seeds)": accuracy,
-    "samples/s": lambda r: rate(r["sps_median"]), "IQR": lambda r: rate(r["sps_iqr"]),
+    "samples/s (95% interval)": samples_per_s, "trials": trials,
     "× slower than fastest": lambda r: num(r["slowdown"], "{:.2f}"),
+    "input / overhead / arithmetic s": split,
     "first epoch s": lambda r: num(r["first_epoch_s"]), "steady epoch s": lambda r: num(r["epoch_s"]),
     f"s to {ACCURACY_TARGET:.0%}": lambda r: num(r["time_to_target_s"], "{:.3g}"),
     "infer samples/s": lambda r: rate(r["infer_sps"]), "b1 latency ms": lambda r: num(r["latency_ms"], "{:.3g}"),
@@ -244,16 +288,22 @@ def about_section(cells: pd.DataFrame) -> Section:
 
 
 def report_document(machine: str, cells: pd.DataFrame, bench: pd.DataFrame, tables: list[Table],
-                    heads: list[Headline], summary: pd.DataFrame, figures: Figures) -> Document:
+                    heads: list[Headline], summary: pd.DataFrame, figures: Figures, floor: NoiseFloor) -> Document:
     """One machine's report: the summary, a section per table, then the per-mode views and the recipes."""
     main = [table_section(t, figures) for t in tables if not t.recipe]
     later = [native_section(tables), tax_section(tables), models_section(), recipes_section(summary, figures),
              benchmarks_section(bench), about_section(cells)]
     intro = [f"{len(cells)} result files on {machine} ({machine_text(cells)}). One table per data set, model and "
-             "device; one row per framework and mode, seeds pooled. Samples/s: the median over every steady epoch "
-             "(after the first, without the GPU-traced one) of every seed; × slower than fastest compares the rows "
-             "of one table only. The summary compares each table's rows at the settings most of them share."]
-    return Document(f"fwcompare: {machine}", intro, summary_lines(machine, cells, heads),
+             "device; one row per framework and mode, its trials (processes) and seeds pooled. Samples/s: the "
+             "median over trials of each trial's median steady epoch (after the first, without the GPU-traced "
+             "one), with its 95% bootstrap interval over trials; trials that other processes contended for are "
+             "left out and counted. × slower than fastest compares the medians of one table's rows. The summary "
+             "speaks in verdicts: a difference is named only when a permutation test over trials finds it and "
+             "its whole interval lies beyond the machine's noise floor (the A/A twin's interval); else it says "
+             "there is no measurable difference. Input / overhead / arithmetic: where a steady epoch's seconds "
+             "go (the input pipeline's clock; the shrunk-model probe's seconds per step times the steps; the "
+             "rest)."]
+    return Document(f"fwcompare: {machine}", intro, summary_lines(machine, cells, heads, floor),
                     main + [s for s in later if s is not None])
 
 
@@ -267,7 +317,7 @@ def compare_grid(rows: pd.DataFrame, varying: list[str], same_machine: bool) -> 
         "A accuracy": rows["acc_mean_a"].map(lambda x: num(x, "{:.4f}")),
         "B accuracy": rows["acc_mean_b"].map(lambda x: num(x, "{:.4f}")),
         "B − A accuracy": (rows["acc_mean_b"] - rows["acc_mean_a"]).map(lambda x: num(x, "{:+.4f}")),
-        "verdict": rows["verdict"]})
+        "verdict": rows["verdict"], "over trials": rows["verdict_text"]})
     return Grid(frame if same_machine or frame["verdict"].ne("").any() else frame.drop(columns="verdict"))
 
 
@@ -277,8 +327,9 @@ def compare_document(c: comparing.Comparison) -> Document:
     for title, rows, varying in comparing.tables(c):
         sections.append(Section(title, slug(title), [("table", compare_grid(rows, varying, c.same_machine))]))
     intro = [f"A: {c.a}", f"B: {c.b}",
-             ("One machine: a REGRESSION is training or inference samples/s more than "
-              f"{comparing.SLOWDOWN_THRESHOLD:.0%} below A's, or mean test accuracy more than "
-              f"{comparing.ACCURACY_DROP_THRESHOLD} below A's." if c.same_machine else
-              "Two machines: B ÷ A is how many times B's training rate is A's.")]
+             ("One machine: a REGRESSION is training or inference speed whose whole 95% interval over trials "
+              f"lies more than {comparing.SLOWDOWN_THRESHOLD:.0%} below A's (and beyond the noise floor of the "
+              "archives' A/A twins), with a permutation test over trials agreeing, or mean test accuracy more "
+              f"than {comparing.ACCURACY_DROP_THRESHOLD} below A's; with one trial a side there is no verdict."
+              if c.same_machine else "Two machines: B ÷ A is how many times B's training rate is A's.")]
     return Document("fwcompare: B against A", intro, comparing.headline(c), sections)

@@ -11,36 +11,26 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from harness.parity import TOLERANCE
-from harness.report.summary import Table, framework_label, idiomatic_mode, missing, setting, show
+from harness import stats
+from harness.parity import TOLERANCES
+from harness.report.summary import Table, missing, setting
+from harness.report.verdicts import NoiseFloor, comparisons, contenders, idiomatic_rows, named_rivals, speed
 
 DEVICE_BOUND = 0.8  # GPU utilisation from which a mode waits on the device rather than the host
 
 
 @dataclass
 class Headline:
-    """One table's answer: what is fastest, by how much, and whether the frameworks agree."""
+    """One comparison's answer: what is fastest, by how much beyond the noise, whether the frameworks agree."""
     table: Table
-    compared: pd.DataFrame  # the table's rows at its most common settings
+    compared: pd.DataFrame  # the table's rows of one profile at its most common settings
     settings: list[str]  # those settings, as text
     fastest: dict | None  # the row with the most training samples/s; None if none was measured
     idiomatic: dict[str, dict | None]  # "torch eager" -> that row; None if a framework's idiomatic mode did not run
+    verdicts: list[stats.Verdict]  # the fastest against each idiomatic mode and the next fastest
     accuracy_spread: float  # the largest same-seed difference in test accuracy between rows; NaN if < 2 rows
-    tolerance: float | None  # the parity tests' bound for this model, if they have one
+    tolerance: float | None  # the parity tests' bound for this model and profile, if they have one
     break_even: int | None  # the epoch from which the fastest leads in total time; None: never
-
-
-SHOWN_SETTINGS = ("hyper_batch_size", "precision")  # named in a headline even where every row has them
-
-
-def compared_rows(table: Table) -> tuple[pd.DataFrame, list[str]]:
-    """The rows at the settings most rows share (batch, precision, profile...), and those settings as text."""
-    rows = table.rows
-    if table.varying:
-        keys = rows[table.varying].map(show).apply(tuple, axis=1)
-        rows = rows[keys == keys.value_counts(sort=True).index[0]]  # ties: the first in table order
-    named = [c for c in SHOWN_SETTINGS if c in rows] + [c for c in table.varying if c not in SHOWN_SETTINGS]
-    return rows, [setting(c, rows[c].iloc[0]) for c in named]
 
 
 def accuracy_spread(rows: pd.DataFrame) -> float:
@@ -73,22 +63,19 @@ def break_even_epoch(fastest: dict, others: list[dict]) -> int | None:
     return epochs
 
 
-def headline(table: Table) -> Headline:
-    rows, settings = compared_rows(table)
-    measured = rows[rows["sps_median"].notna()]
+def headline(table: Table, rows: pd.DataFrame, settings: list[str], floor: NoiseFloor) -> Headline:
+    measured = contenders(rows)
     fastest = measured.loc[measured["sps_median"].idxmax()].to_dict() if len(measured) else None
-    idiomatic: dict[str, dict | None] = {}  # every framework of the table, whether its idiomatic mode ran or not
-    for r in rows.to_dict("records"):
-        name = f"{framework_label(r)} {idiomatic_mode(r['framework']) or r['mode']}"
-        idiomatic[name] = r if r["label"] == name else idiomatic.get(name)  # a fast mode does not replace it
     others = [r for r in measured.to_dict("records") if fastest and r["label"] != fastest["label"]]
-    return Headline(table, rows, settings, fastest, idiomatic, accuracy_spread(rows), TOLERANCE.get(table.model),
-                    break_even_epoch(fastest, others) if fastest else None)
+    verdicts = [speed(fastest, rival, floor) for rival in named_rivals(rows, fastest)] if fastest else []
+    profile = rows["profile"].iloc[0] if "profile" in rows else "equal"
+    return Headline(table, rows, settings, fastest, idiomatic_rows(rows), verdicts, accuracy_spread(rows),
+                    TOLERANCES.get(profile, {}).get(table.model), break_even_epoch(fastest, others) if fastest else None)
 
 
-def headlines(tables: list[Table]) -> list[Headline]:
-    """One headline per table of the main comparison (the seeds' recipes come later)."""
-    return [headline(t) for t in tables if not t.recipe]
+def headlines(tables: list[Table], floor: NoiseFloor) -> list[Headline]:
+    """One headline per profile of each table of the main comparison (the seeds' recipes come later)."""
+    return [headline(t, rows, settings, floor) for t in tables if not t.recipe for rows, settings in comparisons(t)]
 
 
 def native_vs_equal(tables: list[Table]) -> pd.DataFrame:

@@ -81,11 +81,13 @@ def throughput(plt, table: Table, head: Headline, cells: pd.DataFrame):
         return None
     fig, ax = plt.subplots(figsize=(WIDTH * 0.75, 1.0 + 0.24 * len(rows)), layout="constrained")
     y = np.arange(len(rows))
-    spread = np.array([rows["sps_median"] - rows["sps_q1"], rows["sps_q3"] - rows["sps_median"]])
+    # the 95% interval over trials, where a row has enough of them
+    spread = np.nan_to_num(np.array([rows["sps_median"] - rows["sps_low"], rows["sps_high"] - rows["sps_median"]]))
     colour = palette(rows.apply(framework_label, axis=1))
     ax.barh(y, rows["sps_median"], xerr=spread, capsize=2, height=0.7,
             color=[colour[framework_label(r)] for r in rows.to_dict("records")])
-    ax.set(yticks=y, yticklabels=table.row_names(rows), xlabel="training samples/s (median; bar: IQR)")
+    ax.set(yticks=y, yticklabels=table.row_names(rows),
+           xlabel="training samples/s (median over trials; bar: 95% interval)")
     ax.invert_yaxis()  # the table's order, top to bottom
     if rows["sps_median"].max() > 50 * rows["sps_median"].min():
         ax.set_xscale("log")
@@ -118,26 +120,54 @@ def learning_curves(plt, table: Table, head: Headline, cells: pd.DataFrame):
     return fig
 
 
+SPLIT_COLOURS = {"split_input_s": ("input pipeline", "#4c78a8"), "split_overhead_s": ("overhead", "#f58518"),
+                 "split_arithmetic_s": ("arithmetic", "#54a24b")}
+
+
+def time_split(plt, table: Table, head: Headline, cells: pd.DataFrame):
+    """Where a steady epoch's seconds go, one stacked bar per row: input pipeline, overhead, arithmetic."""
+    rows = table.rows[table.rows["split_overhead_s"].notna()] if "split_overhead_s" in table.rows else []
+    if len(rows) == 0:
+        return None
+    fig, ax = plt.subplots(figsize=(WIDTH * 0.75, 1.2 + 0.24 * len(rows)), layout="constrained")
+    y, left = np.arange(len(rows)), np.zeros(len(rows))
+    for column_name, (name, colour) in SPLIT_COLOURS.items():
+        width = rows[column_name].fillna(0).to_numpy()
+        ax.barh(y, width, left=left, height=0.7, color=colour, label=name)
+        left += width
+    ax.set(yticks=y, yticklabels=table.row_names(rows), xlabel="seconds of a steady epoch (medians over trials)")
+    ax.invert_yaxis()
+    legend_outside(fig, ax)
+    return fig
+
+
 def batch_sweep(plt, table: Table, head: Headline, cells: pd.DataFrame):
-    """Training samples/s against batch size, one line per framework and mode (and other varying setting)."""
+    """The crossover: training samples/s and the overhead's share of a step against batch size,
+    one line per framework and mode (and other varying setting)."""
     if "hyper_batch_size" not in table.varying:
         return None
     others = [c for c in table.varying if c != "hyper_batch_size"]
     rows = table.rows[table.rows["sps_median"].notna()].sort_values("hyper_batch_size")
-    fig, ax = plt.subplots(figsize=(WIDTH * 0.8, 4), layout="constrained")
+    rows = rows.assign(overhead_share=rows["split_overhead_s"] / rows["epoch_s"] if "split_overhead_s" in rows
+                       else np.nan)
+    fig, (rate, share) = plt.subplots(1, 2, figsize=(WIDTH * 1.1, 3.8), layout="constrained")
     for key, g in rows.groupby(["label"] + others, sort=False):
         if g["hyper_batch_size"].nunique() > 1:
             name = ", ".join([key[0]] + [setting(c, v) for c, v in zip(others, key[1:])])
-            ax.plot(g["hyper_batch_size"], g["sps_median"], "o-", label=name)
+            line, = rate.plot(g["hyper_batch_size"], g["sps_median"], "o-", label=name)
+            share.plot(g["hyper_batch_size"], g["overhead_share"], "o-", color=line.get_color())
     sizes = sorted(rows["hyper_batch_size"].unique())
-    ax.set(xscale="log", yscale="log", xlabel="batch size", ylabel="training samples/s (median)",
-           title="throughput against batch size")
-    ax.set_xticks(sizes, [str(int(b)) for b in sizes])  # the batch sizes run, not powers of 10
-    ax.tick_params(axis="x", which="minor", bottom=False, labelbottom=False)
-    if not ax.lines:  # batch sizes vary, but no configuration ran more than one
+    rate.set(yscale="log", ylabel="training samples/s (median over trials)", title="throughput against batch size")
+    share.set(ylabel="overhead / steady epoch", ylim=(0, 1.05),
+              title="overhead's share of a step (shrunk-model probe)")
+    for ax in (rate, share):
+        ax.set(xscale="log", xlabel="batch size")
+        ax.set_xticks(sizes, [str(int(b)) for b in sizes])  # the batch sizes run, not powers of 10
+        ax.tick_params(axis="x", which="minor", bottom=False, labelbottom=False)
+    if not rate.lines:  # batch sizes vary, but no configuration ran more than one
         plt.close(fig)
         return None
-    legend_outside(fig, ax)
+    legend_outside(fig, rate)
     return fig
 
 
@@ -201,10 +231,13 @@ def weights(plt, table: Table, head: Headline, cells: pd.DataFrame):
     return fig
 
 
-TABLE_PLOTS = {  # file suffix: (caption, draw)
+TABLE_PLOTS = {  # file suffix: (caption, draw): once per table
     "throughput": ("training samples/s of every row", throughput),
+    "split": ("where a steady epoch's time goes: input pipeline, overhead, arithmetic", time_split),
+    "batch": ("the batch-size crossover: samples/s and the overhead's share against batch size", batch_sweep),
+}
+COMPARISON_PLOTS = {  # once per comparison (profile) of a table
     "curves": ("learning curves and test accuracy against training time", learning_curves),
-    "batch": ("training samples/s against batch size", batch_sweep),
     "digits": ("test digits: each row's prediction, wrong ones in red with the true label", digits),
     "weights": ("learned weights of the logistic model, one image per digit", weights),
 }
@@ -253,14 +286,26 @@ def draw(heads: list[Headline], recipe_cells: pd.DataFrame, summary: pd.DataFram
     """Every figure as plot_dir/<table>-<kind>.png: {section anchor: [(caption, path)]}."""
     plt = pyplot()
     figures: dict[str, list[tuple[str, Path]]] = {}
+
+    def drawn(table: Table, name: str, caption: str, fig) -> None:
+        if fig is not None:
+            path = plot_dir / f"{table.anchor}-{name}.png"
+            save(plt, fig, path)
+            figures.setdefault(table.anchor, []).append((f"{table.title}: {caption}", path))
+
+    per_table: dict[str, list[Headline]] = {}
     for head in heads:
-        cells = compared_cells(head.table, head)
+        per_table.setdefault(head.table.anchor, []).append(head)
+    for group in per_table.values():
+        table = group[0].table
         for kind, (caption, draw_one) in TABLE_PLOTS.items():
-            fig = draw_one(plt, head.table, head, cells)
-            if fig is not None:
-                path = plot_dir / f"{head.table.anchor}-{kind}.png"
-                save(plt, fig, path)
-                figures.setdefault(head.table.anchor, []).append((f"{head.table.title}: {caption}", path))
+            drawn(table, kind, caption, draw_one(plt, table, group[0], table.cells))
+        for head in group:  # the users' code and the equalised code learn apart: a set of plots each
+            profile = head.compared["profile"].iloc[0] if len(group) > 1 else ""
+            cells = compared_cells(table, head)
+            for kind, (caption, draw_one) in COMPARISON_PLOTS.items():
+                drawn(table, f"{profile}-{kind}".strip("-"), f"{caption}{f', profile {profile}' if profile else ''}",
+                      draw_one(plt, table, head, cells))
     for name, fig in (("step-losses", step_losses(plt, recipe_cells)), ("capacity", capacity(plt, summary))):
         if fig is not None:
             save(plt, fig, plot_dir / f"recipes-{name}.png")

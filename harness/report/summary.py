@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from harness import stats
 from harness.machine import slug
-from harness.results import STATUSES
+from harness.results import STATUSES, Result, Spread
 
 TABLE_KEY = ["machine", "table", "model", "device"]
-NAMED = ["framework", "backend", "mode"]  # a row's label
+NAMED = ["framework", "backend", "mode", "twin"]  # a row's label
 # Cell fields that are not settings: seeds and trials are repetitions of one configuration.
 NOT_CONFIG = {"id", "hyper_seed", "trial", "data_sha256"}
 # The settings a person chooses, by the name a table uses: a column where they differ between
@@ -61,11 +62,6 @@ def median(values) -> float:
     return float(np.median(values)) if values else np.nan
 
 
-def metric(r: dict, name: str):
-    """A metric's median where the cell recorded a spread, else its number (or None)."""
-    return first([r.get(f"{name}_median"), r.get(name)])
-
-
 def column(df: pd.DataFrame, name: str) -> pd.Series:
     """df[name], or a column of None where no file had that field."""
     return df[name] if name in df else pd.Series(None, index=df.index, dtype=object)
@@ -77,8 +73,8 @@ def framework_label(r) -> str:
 
 
 def row_label(r) -> str:
-    """'torch eager', 'keras[jax] fit': what names a row."""
-    return f"{framework_label(r)} {r['mode']}"
+    """'torch eager', 'keras[jax] fit': what names a row ('(A/A twin)' after an A/A twin's)."""
+    return f"{framework_label(r)} {r['mode']}" + (" (A/A twin)" if r.get("twin") is True else "")
 
 
 def framework_modes(framework: str) -> tuple[str, ...]:
@@ -133,46 +129,81 @@ def time_to_target(r: dict) -> float:
     return np.nan
 
 
+def trial(result: Result) -> dict:
+    """One process of a configuration: its seed, its median steady epoch and training rate, and
+    whether other processes contended for the machine while it trained (None: not recorded)."""
+    m = result.metrics
+    epoch_s = float(np.median(m.steady_epoch_s))
+    contention = result.env.contention
+    infer = spread_median(m.infer_samples_per_s)
+    return {"seed": result.cell.hyper.seed, "trial": result.cell.trial, "epoch_s": epoch_s,
+            "rate": m.samples_per_epoch / epoch_s, "s_per_sample": epoch_s / m.samples_per_epoch,
+            "infer_s_per_sample": 1 / infer if infer and not math.isnan(infer) else np.nan,
+            "contended": None if contention is None else contention.contended}
+
+
+def spread_median(value) -> float:
+    """A Spread's median, a number as it is, NaN for none or a NotAvailable."""
+    if isinstance(value, Spread):
+        return value.median
+    return float(value) if isinstance(value, (int, float)) else np.nan
+
+
+def time_split(results: list[Result]) -> dict:
+    """The median over trials of each part of a steady epoch (harness.split), NaN where none was taken."""
+    splits = [r.metrics.split for r in results if r.metrics.split is not None]
+    parts = ("input_s", "overhead_s", "arithmetic_s")
+    return {f"split_{p}": median(getattr(s, p) for s in splits) for p in parts} | {
+        "split_input_how": first(s.input_how for s in splits), "split_note": first(s.note or None for s in splits)}
+
+
 def configuration(key: tuple, g: pd.DataFrame, keys: list[str]) -> dict:
-    """Every number the tables show for one configuration, its seeds pooled."""
-    ok = g[g["status"] == "ok"].to_dict("records")
-    # each steady epoch of each seed is one sample of the training rate (samples it trained / its seconds)
-    times = [t for r in ok for t in (r.get("steady_epoch_s") or [])]
-    rates = [r["samples_per_epoch"] / t for r in ok for t in (r.get("steady_epoch_s") or [])]
-    q = np.percentile(rates, [0, 25, 50, 75, 100]) if rates else [np.nan] * 5
-    # Accuracy is a sample over seeds: a seed run twice (say, in two result folders) is
-    # one seed, at its runs' mean; its timings all count, each run being a new process.
+    """Every number the tables show for one configuration: its trials (processes) pooled.
+
+    Speed is an interval over trials, never over the epochs of one process: each trial gives
+    one median steady epoch. Trials that other processes contended for are left out of the
+    speed and counted. Accuracy is a sample over seeds: a seed run twice is one seed, at its
+    runs' mean.
+    """
+    ok = [r for r in g["result"] if r.status == "ok"]
+    trials = [trial(r) for r in ok if r.metrics.steady_epoch_s and r.metrics.samples_per_epoch]
+    timed = [t for t in trials if not t["contended"]]
+    rate = stats.median_interval([t["rate"] for t in timed]) if timed else None
     by_seed: dict = {}
     for r in ok:
-        if not missing(r["test_accuracy"]):
-            by_seed.setdefault(r["hyper_seed"], []).append(r["test_accuracy"])
+        if r.metrics.test_accuracy is not None:
+            by_seed.setdefault(r.cell.hyper.seed, []).append(r.metrics.test_accuracy)
     by_seed = {seed: float(np.mean(v)) for seed, v in by_seed.items()}
     acc = list(by_seed.values())
     counts = g["status"].value_counts().reindex(STATUSES).dropna().astype(int)
-    rss = [r["peak_rss_mb"] for r in ok if not missing(r.get("peak_rss_mb"))]  # a peak: the largest seed's
+    na = [r.metrics for r in ok]
     head = dict(zip(keys, key))
     return {
         **head, "label": row_label(head), "acc_by_seed": by_seed, "acc_values": acc,
         "acc_mean": np.mean(acc) if acc else np.nan,
         "acc_sd": np.std(acc, ddof=1) if len(acc) > 1 else np.nan,  # the sample sd over seeds
-        "val_mean": median(r.get("val_accuracy") for r in ok),
-        "first_epoch_s": median(r["first_epoch_s"] for r in ok), "epoch_s": median(times),
-        **dict(zip(["sps_min", "sps_q1", "sps_median", "sps_q3", "sps_max"], q)),
-        "steps_per_epoch": median(r.get("steps_per_epoch") for r in ok),
-        "time_to_target_s": median(time_to_target(r) for r in ok),
-        "infer_sps": median(metric(r, "infer_samples_per_s") for r in ok),
-        "latency_ms": median(r.get("latency_b1_ms_p50") for r in ok),
-        "gpu_busy_s": median(metric(r, "gpu_busy_s") for r in ok),
-        "gpu_util": median(metric(r, "gpu_utilization") for r in ok),
-        "gpu_reason": first(r.get("gpu_busy_s_reason") for r in ok),
-        "rss_mb": max(rss, default=np.nan),
-        "device_mb": median(metric(r, "peak_device_mb") for r in ok),
-        "device_reason": first(r.get("peak_device_mb_reason") for r in ok),
-        "concurrent_cells": max((int(v) for v in column(g, "env_settings_concurrent_cells") if not missing(v)),
-                                default=1),
+        "val_mean": median(m.val_accuracy for m in na),
+        "trials": trials, "times": [t["s_per_sample"] for t in timed], "n_trials": len(timed),
+        "infer_times": [t["infer_s_per_sample"] for t in timed if not math.isnan(t["infer_s_per_sample"])],
+        "n_contended": len(trials) - len(timed),
+        "contention_unknown": sum(t["contended"] is None for t in timed),
+        "sps_median": rate.estimate if rate else np.nan, "sps_low": rate.low if rate else np.nan,
+        "sps_high": rate.high if rate else np.nan,
+        "first_epoch_s": median(m.first_epoch_s for m in na), "epoch_s": median(t["epoch_s"] for t in timed),
+        "steps_per_epoch": median(m.steps_per_epoch for m in na),
+        "time_to_target_s": median(time_to_target(r) for r in g[g["status"] == "ok"].to_dict("records")),
+        "infer_sps": median(spread_median(m.infer_samples_per_s) for m in na),
+        "latency_ms": median(m.latency_b1_ms.p50 for m in na if m.latency_b1_ms),
+        "gpu_busy_s": median(spread_median(m.gpu_busy_s) for m in na),
+        "gpu_util": median(spread_median(m.gpu_utilization) for m in na),
+        "gpu_reason": first(getattr(m.gpu_busy_s, "reason", None) for m in na),
+        "rss_mb": max((m.peak_rss_mb for m in na if m.peak_rss_mb is not None), default=np.nan),  # the largest peak
+        "device_mb": median(spread_median(m.peak_device_mb) for m in na),
+        "device_reason": first(getattr(m.peak_device_mb, "reason", None) for m in na),
+        **time_split(ok),
+        "concurrent_cells": max((int(r.env.settings.get("concurrent_cells", 1)) for r in ok), default=1),
         "status": ", ".join(f"{s} {n}" for s, n in counts.items()),
-        "problems": [f"seed {show(r['hyper_seed'])}: {r['status']}: {r['message']}"
-                     for r in g.to_dict("records") if r["status"] != "ok"]}
+        "problems": [f"seed {show(r.cell.hyper.seed)}: {r.status}: {r.message}" for r in g["result"] if r.status != "ok"]}
 
 
 def summarise(cells: pd.DataFrame) -> pd.DataFrame:
@@ -182,7 +213,6 @@ def summarise(cells: pd.DataFrame) -> pd.DataFrame:
     rows = [configuration(key, g, keys) for key, g in cells.groupby(keys, dropna=False, sort=False)]
     out = pd.DataFrame(rows)
     out["cell_fields"] = [tuple(config)] * len(out)
-    out["sps_iqr"] = out["sps_q3"] - out["sps_q1"]
     # within one table, so within one device and machine: a CPU row never meets a GPU row
     out["slowdown"] = out.groupby(TABLE_KEY, dropna=False)["sps_median"].transform("max") / out["sps_median"]
     out["mode_rank"] = mode_rank(out)

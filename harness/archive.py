@@ -1,0 +1,150 @@
+"""python -m harness.archive: remake a machine's committed archive at one commit, in one command.
+
+    python -m harness.archive cpu results/cpu-epyc-2c       every step below, resumable
+    python -m harness.archive cpu results/cpu-epyc-2c --dry-run   the steps and their cells, nothing run
+
+Steps, each through the interleaving driver (harness.drive), each resumable: the seed spread
+that the parity tolerances come from, the matrix (every model, framework, mode, Keras backend
+and profile) with an A/A twin each round, the batch-size crossover into the matrix's folder
+(its batch-32 cells are the matrix's own), the plain reference loops beside their suite cells
+(in each framework's environment), then the archive's report. A rerun of the same command
+continues where it stopped. The commit is checked: an archive holds one commit's results, and
+a remake at another commit must start afresh (--fresh removes the steps' old results; git's
+history keeps the committed ones). Everything the command prints goes to <archive>/remake.log
+too.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from harness.files import REPO_ROOT, write_json_atomic
+from harness.options import Parser
+from harness.spec import HarnessError, cli_main
+
+# name: [(folder, harness.drive arguments)], run in this order (the cheapest evidence first)
+ARCHIVES = {
+    "cpu": [
+        ("seed-spread", ["--plan", "cpu-seed-spread", "--rounds", "5", "--no-twin"]),
+        ("matrix", ["--plan", "cpu-archive", "--rounds", "4"]),
+        ("matrix", ["--plan", "cpu-crossover", "--rounds", "3"]),
+    ],
+}
+PLAIN_LOOPS = {"cpu": ["--loop", "torch:eager:32", "jax:step:32", "jax:scan:32", "keras:fit:32", "keras:fit-jit:32",
+                       "--device", "cpu", "--epochs", "5"]}
+REPORTED = ("matrix",)  # the folders the archive's report reads (the seed spread feeds harness/parity.py)
+
+
+class Tee:
+    """stdout and stderr to the terminal and to the log at once."""
+
+    def __init__(self, stream, log):
+        self.stream, self.log = stream, log
+
+    def write(self, text):
+        self.stream.write(text)
+        self.log.write(text)
+        return len(text)
+
+    def flush(self):
+        self.stream.flush()
+        self.log.flush()
+
+
+def check_commit(archive: Path, fresh: bool) -> str:
+    """The commit this remake runs at; refused where the archive already holds another commit's results."""
+    from harness.machine import git_info
+
+    commit, dirty = git_info()
+    if dirty:
+        raise HarnessError("the harness or impls have uncommitted changes: an archive's results must come from one "
+                           "commit; commit or stash them first")
+    marker = archive / "remake.json"
+    before = json.loads(marker.read_text())["commit"] if marker.exists() else None
+    if before and before != commit:
+        if not fresh:
+            raise HarnessError(f"{archive} holds the results of commit {before[:10]}, this checkout is {commit[:10]}: "
+                               "remake it whole with --fresh (git history keeps the old results)")
+    if fresh:
+        for step in {folder for steps in ARCHIVES.values() for folder, _ in steps} | {"plain-loops"}:
+            shutil.rmtree(archive / step, ignore_errors=True)
+    write_json_atomic(marker, {"commit": commit, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    return commit
+
+
+def env_pythons() -> list[str]:
+    """Each framework environment's interpreter that exists here (tox's), once each."""
+    from harness.cell import Cell
+    from harness.drive import env_pythons as pythons
+    from harness.spec import DataSpec, Hyper
+    from impls.records import frameworks
+
+    cells = [Cell(name, backend, "mlp", record.idiomatic_mode, DataSpec(), Hyper())
+             for name, record in frameworks().items() if record.plain_loop_modes
+             for backend in (list(record.backends)[:1] or [None])]
+    return list(dict.fromkeys(pythons(cells, {}).values()))
+
+
+def remake(kind: str, archive: Path, dry_run: bool) -> int:
+    """Run the steps; the number of failed cells."""
+    from harness import drive
+
+    steps = ARCHIVES[kind]
+    failures, start = 0, time.time()
+    for i, (folder, argv) in enumerate(steps, 1):
+        full = [*argv, "--out", str(archive / folder), "--quiet", "--no-report"]
+        print(f"\n== step {i}/{len(steps) + 2}: python -m harness.drive {' '.join(full)}  "
+              f"({(time.time() - start) / 60:.0f} min so far)", flush=True)
+        if dry_run:
+            continue
+        failures += drive.main(full)
+    loops = [*PLAIN_LOOPS[kind], "--out", str(archive / "plain-loops"), "--quiet"]
+    print(f"\n== step {len(steps) + 1}/{len(steps) + 2}: python -m harness.plain_loops {' '.join(loops)}, "
+          "in each framework's environment", flush=True)
+    if not dry_run:
+        for python in env_pythons():
+            proc = subprocess.run([python, "-m", "harness.plain_loops", *loops], cwd=REPO_ROOT,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            print(proc.stdout, end="", flush=True)  # through the log
+            failures += proc.returncode != 0
+    report = [*(str(archive / f) for f in REPORTED), "--out-dir", str(archive), "--html"]
+    print(f"\n== step {len(steps) + 2}/{len(steps) + 2}: python -m harness.report {' '.join(report)}", flush=True)
+    if not dry_run:
+        from harness.report.__main__ import main as report_main
+
+        report_main(report)
+    print(f"\narchive {archive} remade in {(time.time() - start) / 3600:.1f} h; {failures} failures")
+    return failures
+
+
+def parser() -> argparse.ArgumentParser:
+    p = Parser(prog="python -m harness.archive", description=__doc__.split("\n")[0],
+               epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("kind", choices=ARCHIVES, help="which machine's archive")
+    p.add_argument("archive", type=Path, help="its folder, e.g. results/cpu-epyc-2c")
+    p.add_argument("--fresh", action="store_true", help="start afresh: remove the steps' results first")
+    p.add_argument("--dry-run", action="store_true", help="print the steps, run nothing")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    archive = args.archive.expanduser().resolve()
+    archive.mkdir(parents=True, exist_ok=True)
+    if not args.dry_run:
+        check_commit(archive, args.fresh)
+    with open(archive / "remake.log", "a") as log, contextlib.redirect_stdout(Tee(sys.stdout, log)), \
+            contextlib.redirect_stderr(Tee(sys.stderr, log)):
+        print(f"\n# python -m harness.archive {' '.join(argv or sys.argv[1:])}  "
+              f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
+        return 1 if remake(args.kind, archive, args.dry_run) else 0
+
+
+if __name__ == "__main__":
+    cli_main(main)

@@ -1,0 +1,197 @@
+"""python -m harness.drive: the matrix in rounds, interleaved across the frameworks' environments,
+until its verdicts are decided or the time budget is spent; then the report.
+
+    python -m harness.drive                                  the main job: verdicts in about half an hour
+    python -m harness.drive --model mlp cnn --budget 2h
+    python -m harness.drive --plan cpu-archive --rounds 5 --out results/cpu-epyc-2c/matrix
+
+Each round runs one trial of every configuration, in an order shuffled afresh (its seed is
+recorded in each result), each cell in its own framework's environment: the python of the
+tox env that installs it (.tox/torch, .tox/keras, .tox/jax, .tox/keras-jax, ...; made by
+`tox -e torch,keras,jax --notest`), or one given with --python. So no framework meets a
+different hour of the machine than another. Round r runs trial r-1 of each configuration at
+seed first+r-1: every process is one timing trial and one accuracy seed. Each round also runs
+the matrix's first configuration a second time as its A/A twin: identical code counted apart,
+whose ratio to the original is the machine's noise floor.
+
+After round 4 (the fewest trials that can give a verdict), the driver adds rounds until every
+verdict of the summary is decided (a difference beyond the noise floor, or none) or the next
+round would overrun --budget; --rounds sets a fixed count instead. A rerun of the same
+command resumes: trials already finished are not run again.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import random
+import subprocess
+import sys
+import time
+from functools import lru_cache
+from pathlib import Path
+
+from harness.cell import Cell
+from harness.files import REPO_ROOT
+from harness.options import Parser, add_matrix_options, check_out, given_options, positive_int, refuse_ignored
+from harness.spec import HarnessError, cli_main
+
+DEFAULT_BUDGET = "30m"
+# The main job's matrix when no option chooses one: seed 002's MLP in each framework's idiomatic
+# mode, both profiles, 3 epochs (a compiling first and two steady ones): rounds short enough
+# that a 2-core machine decides its verdicts in about half an hour.
+MAIN_JOB = ["--model", "mlp", "--epochs", "3"]
+VERDICT_ROUNDS = 4  # the fewest trials a side with which the significance test can say anything
+
+
+def parse_budget(text: str) -> float:
+    """'30m', '2h', '90s' or seconds, as seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
+    except (ValueError, IndexError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a time like 30m, 2h or 90s") from None
+
+
+# ---------------------------------------------------------------- the frameworks' interpreters
+def env_pythons(cells: list[Cell], given: dict[str, str]) -> dict[tuple[str, str | None], str]:
+    """The interpreter for each (framework, backend): --python's, the tox env's, or this one."""
+    from impls.records import framework
+
+    out = {}
+    for key in dict.fromkeys((c.framework, c.backend) for c in cells):
+        name, backend = key
+        label = framework(name).label(backend)
+        env = framework(name).tox_env(backend)
+        candidates = [given.get(label), given.get(name),
+                      *(str(REPO_ROOT / ".tox" / e / "bin" / "python") for e in (env, f"test-{env}"))]
+        found = next((c for c in candidates if c and Path(c).exists()), None)
+        out[key] = found or sys.executable
+    return out
+
+
+@lru_cache(maxsize=None)
+def missing_in(python: str, packages: tuple[str, ...]) -> tuple[str, ...]:
+    """The packages that interpreter cannot import (asked once per interpreter and set)."""
+    code = "import importlib.util, sys; print(' '.join(n for n in sys.argv[1:] if importlib.util.find_spec(n) is None))"
+    proc = subprocess.run([python, "-c", code, *packages], capture_output=True, text=True)
+    return tuple(proc.stdout.split()) if proc.returncode == 0 else packages
+
+
+# ---------------------------------------------------------------- rounds
+def round_cells(configurations: list[Cell], number: int, first_seed: int, same_seed: bool, twin: bool) -> list[Cell]:
+    """Round `number`'s cells: trial number-1 of each configuration, and the first one's A/A twin."""
+    seed = first_seed if same_seed else first_seed + number - 1
+
+    def trial(cell: Cell, **more) -> Cell:
+        return dataclasses.replace(cell, trial=number - 1, hyper=dataclasses.replace(cell.hyper, seed=seed), **more)
+
+    cells = [trial(c) for c in configurations]
+    return cells + [trial(configurations[0], twin=True)] if twin and configurations else cells
+
+
+def undecided(store) -> list[str]:
+    """The summary's verdicts not yet decided, from what the folder holds now."""
+    from harness.report.read import read_results
+    from harness.report.summary import summarise, tables
+    from harness.report.verdicts import headline_verdicts
+
+    df = read_results([store.root])
+    cells = df[df["source"] == "harness"]
+    return [v.text for machine in cells["machine"].unique()
+            for v in headline_verdicts(tables(summarise(cells[cells["machine"] == machine]), cells))
+            if not v.decided]
+
+
+def drive(configurations: list[Cell], store, args, python_for) -> int:
+    """Run rounds until the verdicts are decided or the budget is spent; the number of rounds run."""
+    from harness.executor import FAILED, run_matrix, warn_if_busy
+    from impls.records import framework
+
+    def missing(cell: Cell) -> list[str]:
+        return list(missing_in(python_for(cell), framework(cell.framework).needs(cell.backend, cell.profile)))
+
+    start, durations, number, failures = time.time(), [], 0, 0
+    drive_id = time.strftime("%Y%m%dT%H%M%S") + f"-{random.randrange(16**6):06x}"
+    warn_if_busy(print)
+    while True:
+        number += 1
+        if args.rounds and number > args.rounds:
+            break
+        elapsed = time.time() - start
+        if not args.rounds and durations and elapsed + max(durations[-2:]) > args.budget:
+            print(f"stop: round {number} would not end within the budget ({args.budget / 60:.0f} min)")
+            break
+        cells = round_cells(configurations, number, args.seed[0], args.same_seed, not args.no_twin)
+        order_seed = random.randrange(2**31)
+        random.Random(order_seed).shuffle(cells)
+        context = {c.id: {"round": {"drive": drive_id, "number": number, "position": i + 1, "size": len(cells),
+                                    "seed": order_seed}} for i, c in enumerate(cells)}
+        began = time.time()
+        counts = run_matrix(cells, store, args.force, args.quiet, python_for=python_for,
+                            context_for=lambda c: context[c.id], missing=missing)
+        durations.append(time.time() - began)
+        failures += sum(counts.get(k, 0) for k in FAILED)
+        mean = sum(durations) / len(durations)
+        left = (f"; about {(args.rounds - number) * mean / 60:.0f} min to go ({args.rounds - number} rounds)"
+                if args.rounds else f"; {max(0.0, args.budget - (time.time() - start)) / 60:.0f} min of the budget left")
+        print(f"round {number} done in {durations[-1] / 60:.1f} min: "
+              + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + left, flush=True)
+        if not args.rounds and number >= VERDICT_ROUNDS:
+            pending = undecided(store)
+            if not pending:
+                print(f"every verdict decided after {number} rounds")
+                break
+            print(f"{len(pending)} verdicts undecided: " + "; ".join(pending[:3]) + ("; ..." if len(pending) > 3 else ""))
+    return failures
+
+
+# ---------------------------------------------------------------- command line
+def parser() -> argparse.ArgumentParser:
+    p = Parser(prog="python -m harness.drive", description=__doc__.split("\n")[0],
+               epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_matrix_options(p)
+    p.add_argument("--budget", type=parse_budget, default=parse_budget(DEFAULT_BUDGET),
+                   help=f"add rounds until the verdicts are decided or this time is spent (default {DEFAULT_BUDGET})")
+    p.add_argument("--rounds", type=positive_int, help="run exactly this many rounds (in place of --budget)")
+    p.add_argument("--same-seed", action="store_true", help="every round at the first seed (default: seed first+r-1)")
+    p.add_argument("--no-twin", action="store_true", help="no A/A twin (no noise floor)")
+    p.add_argument("--python", nargs="+", default=[], metavar="FRAMEWORK=PATH",
+                   help="the interpreter of a framework's environment, e.g. torch=~/venvs/torch/bin/python or "
+                        "'keras[jax]=...' (default: the tox env's, .tox/<env>/bin/python)")
+    p.add_argument("--no-report", action="store_true", help="do not report at the end")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from harness.matrix import expand, plan_cells
+    from harness.store import Store
+
+    argv = sys.argv[1:] if argv is None else argv
+    chosen = given_options(argv)
+    if not chosen & {"framework", "model", "mode", "profile", "plan", "recipe", "epochs", "dataset", "batch_size"}:
+        argv = MAIN_JOB + argv
+    args = parser().parse_args(argv)
+    refuse_ignored(args, given_options(argv) - {"trials"})
+    if "trials" in chosen:
+        raise HarnessError("the driver makes one trial per round: give --rounds (or --budget), not --trials")
+    given = dict(item.split("=", 1) for item in args.python if "=" in item)
+    if len(given) != len(args.python):
+        raise HarnessError("--python takes FRAMEWORK=PATH, e.g. torch=.venv-torch/bin/python")
+    store = Store(check_out(args.out))
+    configurations = [c for c in (plan_cells(args.plan, args.threads) if args.plan
+                                  else expand(args, given_options(argv))) if c.trial == 0]
+    configurations = list({dataclasses.replace(c, hyper=dataclasses.replace(c.hyper, seed=0)).id: c
+                           for c in configurations}.values())  # seeds come from the rounds
+    pythons = env_pythons(configurations, given)
+    for (name, backend), python in pythons.items():
+        print(f"{name}{f'[{backend}]' if backend else ''}: {python}")
+    failures = drive(configurations, store, args, lambda cell: pythons[cell.framework, cell.backend])
+    if not args.no_report:
+        from harness.report.__main__ import main as report_main
+
+        report_main([str(store.root)])
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    cli_main(main)

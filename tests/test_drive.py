@@ -1,0 +1,67 @@
+"""The driver: rounds of every configuration in a shuffled order, each cell in its framework's
+environment, an A/A twin each round, seeds and trials per round, resumable, within a budget."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+from harness import drive
+from tests.helpers import TINY, harness_run
+
+TWO = ["--framework", "numpy", "timed", "--dataset", "tiny5x5", "--model", "logistic", "--batch-size", "2",
+       "--epochs", "2", "--no-report"]
+
+
+def rounds_in(out) -> list[dict]:
+    docs = [json.loads(p.read_text()) for p in out.glob("*.json")]
+    return sorted(docs, key=lambda d: (d["env"]["round"]["number"], d["env"]["round"]["position"]))
+
+
+def test_each_round_runs_every_configuration_and_a_twin_in_a_recorded_shuffled_order(tmp_path):
+    proc = harness_run(*TWO, "--rounds", "3", out=tmp_path, module="harness.drive")
+    assert proc.returncode == 0, proc.stderr
+    docs = rounds_in(tmp_path)
+    per_round = Counter(d["env"]["round"]["number"] for d in docs)
+    assert per_round == {1: 3, 2: 3, 3: 3}  # numpy, timed and numpy's A/A twin, each round
+    for d in docs:
+        r, cell = d["env"]["round"], d["cell"]
+        assert cell["trial"] == r["number"] - 1 and cell["hyper"]["seed"] == r["number"] - 1  # a seed per round
+        assert r["size"] == 3 and 1 <= r["position"] <= 3 and isinstance(r["seed"], int)
+    twins = [d for d in docs if d["cell"]["twin"]]
+    assert len(twins) == 3 and {d["cell"]["framework"] for d in twins} == {"numpy"}
+    assert len({d["env"]["round"]["drive"] for d in docs}) == 1
+    assert "round 3 done" in proc.stdout
+
+
+def test_a_rerun_resumes_and_runs_only_the_rounds_not_done(tmp_path):
+    harness_run(*TWO, "--rounds", "2", out=tmp_path, module="harness.drive")
+    again = harness_run(*TWO, "--rounds", "3", out=tmp_path, module="harness.drive")
+    assert again.returncode == 0, again.stderr
+    assert "round 1 done" in again.stdout and "3 done before" in again.stdout  # rounds 1 and 2 kept
+    assert Counter(d["env"]["round"]["number"] for d in rounds_in(tmp_path)) == {1: 3, 2: 3, 3: 3}
+
+
+def test_a_budget_stops_before_a_round_that_would_overrun_it(tmp_path):
+    proc = harness_run(*TWO, "--budget", "0.5s", out=tmp_path, module="harness.drive")
+    assert proc.returncode == 0, proc.stderr
+    assert "stop: round 2 would not end within the budget" in proc.stdout
+    assert {d["env"]["round"]["number"] for d in rounds_in(tmp_path)} == {1}
+
+
+def test_the_driver_makes_its_own_trials_and_names_its_environments(tmp_path):
+    proc = harness_run(*TWO, "--trials", "2", out=tmp_path, module="harness.drive")
+    assert proc.returncode == 2 and "give --rounds (or --budget), not --trials" in proc.stderr
+    assert drive.parse_budget("30m") == 1800 and drive.parse_budget("2h") == 7200 and drive.parse_budget("90") == 90
+
+
+def test_the_main_job_defaults_to_the_mlp_in_both_profiles_for_half_an_hour():
+    args = drive.parser().parse_args(drive.MAIN_JOB)
+    assert args.model == ["mlp"] and args.budget == 1800 and args.profile is None  # both profiles
+    assert "--epochs" in drive.MAIN_JOB
+
+
+def test_harness_run_trials_are_separate_processes_at_one_seed(tmp_path):
+    proc = harness_run("--framework", "numpy", *TINY, "--trials", "3", out=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    cells = [json.loads(p.read_text())["cell"] for p in tmp_path.glob("*.json")]
+    assert sorted(c["trial"] for c in cells) == [0, 1, 2] and {c["hyper"]["seed"] for c in cells} == {0}
