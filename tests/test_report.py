@@ -458,7 +458,7 @@ def test_report_never_imports_a_framework(tmp_path):
     assert proc.stdout.strip().endswith("[]"), proc.stderr
 
 
-STAGES = ["read", "summary", "verdicts", "headline", "compare", "render", "document", "plots", "__main__"]
+STAGES = ["read", "summary", "verdicts", "headline", "compare", "render", "document", "readme", "plots", "__main__"]
 
 
 def test_stages_import_only_earlier_stages():

@@ -6,6 +6,7 @@
     python -m harness.report --csv [PATH | -]         the flat table, one row per cell (default OUT_DIR/report.csv)
     python -m harness.report --compare A B            B against A per framework and mode (COMPARE.md);
                                                       on one machine, exit 1 on a regression
+    python -m harness.report ARCHIVE --readme         the README's section drawn from an archive
 
 Reads result files (schema v2) and pytest-benchmark files recursively; a file that is
 neither is named on stderr and skipped. The terminal gets the summary and the paths
@@ -103,6 +104,20 @@ def compare(a: Path, b: Path, out_dir: Path, with_html: bool) -> tuple[list[str]
     return doc.summary + [f"wrote {p}" for p in written], result.regressed
 
 
+def readme_text(dirs: list[Path]) -> str:
+    """The README's archive section for one machine's results."""
+    from harness.report.readme import readme_section
+
+    df = read_results(dirs)
+    cells = df[df["source"] == "harness"]
+    machines = sorted(cells["machine"].unique())
+    if len(machines) != 1:
+        raise HarnessError(f"--readme takes one machine's results, these hold {len(machines)}: {', '.join(machines)}")
+    all_tables = tables(summarise(cells), cells)
+    floor = noise_floor(all_tables)
+    return readme_section(machines[0], headlines(all_tables, floor), floor)
+
+
 def write_csv(dirs: list[Path], target: str, out_dir: Path) -> None:
     """The flat table, one row per cell or benchmark; lists as JSON text, the curves left out."""
     flat = read_results(dirs).drop(columns=["curves", "predictions", "cell_fields"], errors="ignore")
@@ -129,6 +144,8 @@ def parser() -> argparse.ArgumentParser:
                    help="write only the flat table (default OUT_DIR/report.csv; - for stdout); folders go before it")
     p.add_argument("--compare", nargs=2, type=absolute, metavar=("A", "B"),
                    help="B against A per framework and mode, to OUT_DIR/COMPARE.md")
+    p.add_argument("--readme", action="store_true",
+                   help="print the README's archive section (tables, verdicts, time split) and write nothing")
     return p
 
 
@@ -136,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.csv is not None:
         write_csv(args.dirs, args.csv, args.out_dir)
+        return 0
+    if args.readme:
+        print(readme_text(args.dirs))
         return 0
     if args.compare:
         lines, regressed = compare(*args.compare, args.out_dir, args.html)

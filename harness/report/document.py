@@ -60,7 +60,8 @@ def headline_lines(h: Headline) -> list[str]:
     rows = contenders(h.compared)
     trials = sorted(set(rows["n_trials"]))
     left_out = int(rows["n_contended"].sum())
-    counted = (f"{'-'.join(map(str, [trials[0], trials[-1]][:len(set(trials[:1] + trials[-1:]))]))} trials each"
+    span = "-".join(map(str, sorted({trials[0], trials[-1]}))) if trials else ""
+    counted = (f"{span} {'trial' if span == '1' else 'trials'} each"
                + (f", {left_out} contended left out" if left_out else "")) if trials else "no trial measured"
     lines = [f"{h.table.title}, {', '.join(h.settings)} ({counted}):"]
     f = h.fastest
