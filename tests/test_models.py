@@ -44,15 +44,14 @@ def torch_parameters(spec) -> dict[str, tuple[int, ...]]:
 
 
 def jax_parameters(spec) -> dict[str, tuple[int, ...]]:
-    """The flax module's parameters, flattened to dotted names."""
-    import jax
-    import jax.numpy as jnp
-    from flax import traverse_util
+    """The NNX module's parameters as layer.param names, in the order __init__ assigns them."""
+    from flax import nnx
 
     from impls import jax_impl
 
-    params = jax_impl.written_model(spec).init(jax.random.key(0), jnp.ones((1, *spec.input_shape)))["params"]
-    return {name: tuple(p.shape) for name, p in traverse_util.flatten_dict(params, sep=".").items()}
+    model = jax_impl.written_model(spec, rngs=nnx.Rngs(0))
+    return {f"{name}.{param}": tuple(value.shape) for name, layer in vars(model).items()
+            if isinstance(layer, nnx.Module) for param, value in vars(layer).items() if isinstance(value, nnx.Param)}
 
 
 def keras_parameters(spec) -> dict[str, tuple[int, ...]]:
