@@ -35,11 +35,11 @@ NATIVE_MODES = [pytest.param(name, mode, id=f"{name}-{mode}",
 # ---------------------------------------------------------------- the written models
 def torch_parameters(spec) -> dict[str, tuple[int, ...]]:
     """The torch module's parameters under canonical names and in canonical layouts."""
-    from impls import torch_impl
+    from impls import torch_equal, torch_impl
 
-    flat = (torch_impl.first_dense_after_flatten(spec), spec.flatten_input_shape())
+    flat = (torch_equal.first_dense_after_flatten(spec), spec.flatten_input_shape())
     return {name.replace(".weight", ".kernel"):
-            torch_impl.to_canonical(name.replace(".weight", ".kernel"), np.zeros(tuple(p.shape)), *flat).shape
+            torch_equal.to_canonical(name.replace(".weight", ".kernel"), np.zeros(tuple(p.shape)), *flat).shape
             for name, p in torch_impl.written_model(spec).named_parameters()}
 
 
