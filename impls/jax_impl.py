@@ -212,7 +212,9 @@ class NativeTraining:
                 batch = jax.device_put(batch, self.device)
             train_step(self.model, self.optimizer, self.metrics, batch)
         train_metrics = self.metrics.compute()
-        self.metrics.reset()  # for the next epoch
+        # As in the example: reset leaves the metrics' arrays uncommitted to a device, which
+        # jit keys on, so the second epoch compiles train_step once more (0.6 s here).
+        self.metrics.reset()
         return [train_metrics["loss"]]
 
     def sync(self) -> None:
