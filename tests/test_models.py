@@ -249,6 +249,34 @@ def test_input_clock_times_what_the_loop_waits_for_its_batches(make_impl, framew
     assert got == expected_input_time(framework_name, profile), impl.input_clock.how
 
 
+READ_S = 0.002  # what each image's read is slowed by below
+
+
+def slow_reads(framework_name: str, impl, monkeypatch) -> int:
+    """Slow every image the native loader reads by READ_S; how many readers share that work."""
+    if framework_name == "torch":  # on the CPU the example's DataLoader reads in the training thread
+        transform = impl.training.loader.dataset.transform
+        impl.training.loader.dataset.transform = lambda image: (time.sleep(READ_S), transform(image))[1]
+        return 1
+    import grain
+
+    from impls.jax_impl import InMemoryMNIST
+
+    read = InMemoryMNIST.__getitem__
+    monkeypatch.setattr(InMemoryMNIST, "__getitem__", lambda self, i: (time.sleep(READ_S), read(self, i))[1])
+    return grain.ReadOptions().num_threads  # Grain's reader threads prefetch in parallel
+
+
+@pytest.mark.framework
+@pytest.mark.parametrize("framework_name", [p for p in FRAMEWORKS if p.values[0] != "keras"])
+def test_native_input_clock_holds_the_loaders_next(make_impl, framework_name, small_mnist, monkeypatch):
+    impl = build(make_impl, framework_name, "native", small_mnist)
+    readers = slow_reads(framework_name, impl, monkeypatch)
+    impl.input_clock.reset()
+    impl.train_epoch(batch_order(320, 32, 0, 0))
+    assert impl.input_clock.seconds > 0.5 * 320 * READ_S / readers
+
+
 # ---------------------------------------------------------------- profile native
 @pytest.mark.framework
 @pytest.mark.parametrize("framework_name,mode", NATIVE_MODES)
