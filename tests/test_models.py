@@ -99,24 +99,17 @@ def keras_parameters(spec) -> dict[str, tuple[int, ...]]:
     return {f"{layer.name}.{w.name}": tuple(w.shape) for layer in keras_model(spec).layers for w in layer.weights}
 
 
-def torch_layers(spec) -> list[str]:
-    return [type(layer).__name__ for layer in torch_model(spec).children()]
-
-
 def jax_layers(spec) -> list[str]:
     from flax import nnx
 
     return [type(layer).__name__ for layer in vars(jax_model(spec)).values() if isinstance(layer, nnx.Module)]
 
 
-def keras_layers(spec) -> list[str]:
-    return [type(layer).__name__ for layer in keras_model(spec).layers]
-
-
 WRITTEN_PARAMETERS = {"torch": torch_parameters, "jax": jax_parameters, "keras": keras_parameters}
 # Each framework's layers of a written model, in order, and what tells its models apart (every
 # Keras model is a keras.Sequential: its name does).
-WRITTEN_LAYERS = {"torch": torch_layers, "jax": jax_layers, "keras": keras_layers}
+WRITTEN_LAYERS = {"torch": lambda spec: [type(layer).__name__ for layer in torch_model(spec).children()],
+                  "jax": jax_layers, "keras": lambda spec: [type(layer).__name__ for layer in keras_model(spec).layers]}
 WRITTEN_CLASS = {"torch": lambda spec: type(torch_model(spec)), "jax": lambda spec: type(jax_model(spec)),
                  "keras": lambda spec: keras_model(spec).name}
 
@@ -311,15 +304,10 @@ def test_native_epoch_takes_only_the_shape_of_the_harness_order(make_impl, frame
         np.testing.assert_allclose(weights[0][name], weights[1][name], rtol=1e-5, atol=1e-7, err_msg=name)
 
 
-def optimizer_steps(framework_name: str, impl) -> int:
-    """How many optimizer steps a native impl has taken, read from its framework's optimizer."""
-    if framework_name == "torch":
-        return int(next(iter(impl.training.optimizer.state.values()))["step"])
-    if framework_name == "jax":
-        return int(impl.training.optimizer.step[...])
-    from keras import ops
-
-    return int(ops.convert_to_numpy(impl.model.optimizer.iterations))
+# How many optimizer steps a native impl has taken, read from its framework's optimizer.
+OPTIMIZER_STEPS = {"torch": lambda impl: int(next(iter(impl.training.optimizer.state.values()))["step"]),
+                   "jax": lambda impl: int(impl.training.optimizer.step[...]),
+                   "keras": lambda impl: int(impl.model.optimizer.iterations.numpy())}
 
 
 @pytest.mark.framework
@@ -332,7 +320,7 @@ def test_native_whole_epoch_trains_what_the_users_loop_trains(make_impl, framewo
     expected = {"torch": 100, "keras": 100, "jax": 96}[framework_name]
     assert impl.samples_per_epoch == expected
     losses = np.asarray(impl.train_epoch(np.zeros((3, 32), np.int64)))
-    assert optimizer_steps(framework_name, impl) == -(-expected // 32)
+    assert OPTIMIZER_STEPS[framework_name](impl) == -(-expected // 32)
     assert losses.shape == (recorded_losses(impl, -(-expected // 32)),)
 
 
