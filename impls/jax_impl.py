@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import inspect
 
-import grain
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -149,6 +148,8 @@ class InMemoryMNIST:
 
 def mnist_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int) -> grain.MapDataset:
     """Grain's pipeline: a global shuffle each epoch, whole batches only, epoch after epoch."""
+    import grain  # profile native's package (the record's native_packages), as torchvision is torch's
+
     return (grain.MapDataset.source(InMemoryMNIST(images, labels))
             .seed(seed)
             .shuffle()  # anew each epoch: Grain folds the epoch into the seed
@@ -224,6 +225,8 @@ class NativeTraining:
         return pred_step(self.model, images)
 
     def settings(self) -> dict:
+        import grain
+
         signature = inspect.signature(getattr(optax, self.hyper.optimizer)).parameters
         defaults = {name: p.default for name, p in signature.items()
                     if name not in ("learning_rate", "momentum") and p.default is not p.empty}
