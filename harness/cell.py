@@ -1,8 +1,9 @@
 """A cell of the matrix: what one process trains and measures, and its result file's name.
 
 A cell is (framework, Keras backend, model, mode, profile, batch size, seed, dataset and its
-SHA-256, precision, device, threads, recipe, trial, and whether it is an A/A twin). The runner (harness.run) makes them; the parent
-side (harness.launch) starts one process per cell; that process (harness.child) trains it.
+SHA-256, precision, device, threads, recipe, trial, and whether it is an A/A twin). The
+runners (harness.run, harness.drive) make them; the parent side (harness.launch) starts one
+process per cell; that process (harness.child) trains it.
 """
 from __future__ import annotations
 

@@ -174,7 +174,8 @@ def run_cell(cell: Cell, store: Store, say=print, context: dict | None = None) -
     metrics["peak_rss_mb"] = measure.peak_rss_mb()
     settings = impl.settings()
     if steady:  # after every other measurement: the probe builds a second model in this process
-        steady_inputs = [s for e, s in zip(curves["epoch"], curves["input_s"]) if e > 1 and e != curves["profiled_epoch"]]
+        steady_inputs = [s for e, s in zip(curves["epoch"], curves["input_s"])
+                         if e > 1 and e != curves["profiled_epoch"]]
         metrics["split"] = time_split(cell, model, h, ds, build_impl, steady, steady_inputs, steps,
                                       impl.input_clock.how)
     env = machine_env()

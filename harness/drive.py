@@ -133,7 +133,8 @@ def drive(configurations: list[Cell], store, args, python_for) -> int:
         failures += sum(counts.get(k, 0) for k in FAILED)
         mean = sum(durations) / len(durations)
         left = (f"; about {(args.rounds - number) * mean / 60:.0f} min to go ({args.rounds - number} rounds)"
-                if args.rounds else f"; {max(0.0, args.budget - (time.time() - start)) / 60:.0f} min of the budget left")
+                if args.rounds else
+                f"; {max(0.0, args.budget - (time.time() - start)) / 60:.0f} min of the budget left")
         print(f"round {number} done in {durations[-1] / 60:.1f} min: "
               + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + left, flush=True)
         if not args.rounds and number >= VERDICT_ROUNDS:
@@ -141,7 +142,8 @@ def drive(configurations: list[Cell], store, args, python_for) -> int:
             if not pending:
                 print(f"every verdict decided after {number} rounds")
                 break
-            print(f"{len(pending)} verdicts undecided: " + "; ".join(pending[:3]) + ("; ..." if len(pending) > 3 else ""))
+            more = "; ..." if len(pending) > 3 else ""
+            print(f"{len(pending)} verdicts undecided: " + "; ".join(pending[:3]) + more)
     return failures
 
 

@@ -41,7 +41,8 @@ def why_not_run(cell: Cell, store: Store, force: bool, quiet: bool, waited: bool
     if absent:
         env = framework(cell.framework).tox_env(cell.backend)
         say(f"skip {cell.label}: {', '.join(absent)} not installed in its environment "
-            f"(run it in its tox env: tox -e {env}; harness.drive uses .tox/{env} once `tox -e {env} --notest` made it)")
+            f"(run it in its tox env: tox -e {env}; harness.drive uses .tox/{env} "
+            f"once `tox -e {env} --notest` made it)")
         return "skipped"
     before = store.read(cell)
     if before and before.status in FINAL_STATUSES and not force:

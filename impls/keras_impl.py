@@ -1,11 +1,12 @@
 """Keras 3: the models as keras.Sequential literals, trained with compile and fit in two profiles.
 
-- native: what a Keras user writes: Keras's own initialisation, keras.optimizers.Adam or SGD
-  with Keras's defaults (Adam's epsilon 1e-7 is recorded, not changed), Keras's default
-  dtype policy, and model.fit on the numpy arrays with shuffle=True.
-- equal: the same models from the harness's canonical weights, an optimizer written in
-  keras.ops that is the oracle's (torch's) Adam and SGD, and fit on the training rows in the
-  harness's batch order; float32 or mixed_bfloat16 set explicitly.
+- native: keras-io's examples/vision/mnist_convnet.py as it runs: Keras's own initialisation,
+  keras.optimizers.Adam or SGD with Keras's defaults (Adam's epsilon 1e-7 is recorded, not
+  changed), Keras's default dtype policy, compile with metrics=["accuracy"], and ONE
+  model.fit on the numpy arrays (shuffle=True) for all epochs; a callback times each epoch
+  between sync barriers and hands it to the harness, which evaluates outside that time.
+- equal: impls/keras_equal.py: these models from the harness's canonical weights, the
+  oracle's optimizer written in keras.ops, fit on the rows in the harness's batch order.
 
 The backend is whatever KERAS_BACKEND names before this module is imported (tensorflow, jax
 or torch); nothing here calls a backend directly, so the same code runs on all three. Modes,
@@ -16,16 +17,16 @@ steps per execution (STEPS_PER_EXECUTION).
 """
 from __future__ import annotations
 
-import math
+import time
 
 import numpy as np
 
 import keras
 from keras import layers, ops
 
-from harness.protocol import check_weights
-from harness.contract import ImplBase
-from harness.spec import EVAL_BATCH, Dense, Hyper, ModelSpec
+from harness.contract import ImplBase, InputClock
+from harness.spec import EVAL_BATCH, Hyper, ModelSpec
+from impls.widths import widths
 
 
 # ---------------------------------------------------------------- the models
@@ -41,37 +42,37 @@ def logistic(input_shape=(28, 28, 1), num_classes: int = 10, use_bias: bool = Tr
 
 
 # mlp: begin
-def mlp(input_shape=(28, 28, 1), num_classes: int = 10) -> keras.Sequential:
+def mlp(input_shape=(28, 28, 1), hidden1: int = 784, hidden2: int = 16, num_classes: int = 10) -> keras.Sequential:
     """784 -> 784 relu -> 16 relu -> 10."""
     return keras.Sequential([
         keras.Input(shape=input_shape),
         layers.Flatten(),
-        layers.Dense(784, activation="relu", name="dense1"),
-        layers.Dense(16, activation="relu", name="dense2"),
+        layers.Dense(hidden1, activation="relu", name="dense1"),
+        layers.Dense(hidden2, activation="relu", name="dense2"),
         layers.Dense(num_classes, name="dense3"),
     ], name="mlp")
 # mlp: end
 
 
-def cnn(input_shape=(28, 28, 1), num_classes: int = 10) -> keras.Sequential:
+def cnn(input_shape=(28, 28, 1), filters1: int = 4, filters2: int = 8, num_classes: int = 10) -> keras.Sequential:
     """Two 3x3 convolutions (4 and 8 filters), each with relu and 2x2 max-pooling, then dense."""
     return keras.Sequential([
         keras.Input(shape=input_shape),
-        layers.Conv2D(4, kernel_size=3, padding="same", activation="relu", name="conv1"),
+        layers.Conv2D(filters1, kernel_size=3, padding="same", activation="relu", name="conv1"),
         layers.MaxPooling2D(pool_size=2),
-        layers.Conv2D(8, kernel_size=3, padding="same", activation="relu", name="conv2"),
+        layers.Conv2D(filters2, kernel_size=3, padding="same", activation="relu", name="conv2"),
         layers.MaxPooling2D(pool_size=2),
         layers.Flatten(),
         layers.Dense(num_classes, name="dense1"),
     ], name="cnn")
 
 
-def small_mlp(input_shape=(28, 28, 1), num_classes: int = 10) -> keras.Sequential:
+def small_mlp(input_shape=(28, 28, 1), hidden: int = 30, num_classes: int = 10) -> keras.Sequential:
     """784 -> 30 relu -> 10: the small net of the 3-vs-7 and small-subset recipes."""
     return keras.Sequential([
         keras.Input(shape=input_shape),
         layers.Flatten(),
-        layers.Dense(30, activation="relu", name="dense1"),
+        layers.Dense(hidden, activation="relu", name="dense1"),
         layers.Dense(num_classes, name="dense2"),
     ], name="small_mlp")
 
@@ -86,19 +87,18 @@ def linear_stack(input_shape, widths: tuple[int, ...], num_classes: int = 10) ->
 
 
 def written_model(spec: ModelSpec) -> keras.Sequential:
-    """The model written above for a model name, for the spec's input shape and classes."""
-    shape, classes = spec.input_shape, spec.num_classes
+    """The model written above for a model name, sized by the spec (widths, input shape, classes)."""
+    w, shape = widths(spec), spec.input_shape
     if spec.name.startswith("study"):
-        widths = tuple(layer.units for layer in spec.layers if isinstance(layer, Dense))[:-1]
-        return linear_stack(shape, widths, classes)
-    return {"logistic": lambda: logistic(shape, classes),
-            "toy25": lambda: logistic(shape, classes, use_bias=False),
-            "mlp": lambda: mlp(shape, classes),
-            "mlp30": lambda: small_mlp(shape, classes),
-            "cnn": lambda: cnn(shape, classes)}[spec.name]()
+        return linear_stack(shape, w.hidden, w.classes)
+    return {"logistic": lambda: logistic(shape, w.classes),
+            "toy25": lambda: logistic(shape, w.classes, use_bias=False),
+            "mlp": lambda: mlp(shape, *w.hidden, w.classes),
+            "mlp30": lambda: small_mlp(shape, *w.hidden, w.classes),
+            "cnn": lambda: cnn(shape, *w.filters, w.classes)}[spec.name]()
 
 
-# ---------------------------------------------------------------- both profiles: modes and step losses
+# ---------------------------------------------------------------- compile: the modes
 # Mode fit-jit: steps per compiled execution. On TensorFlow they run in one XLA loop; on jax
 # Keras still calls its jitted step once per batch, but logs and callbacks only once per
 # execution, which saves a host round trip a step; the torch backend refuses more than 1.
@@ -112,41 +112,7 @@ def compile_options(mode: str) -> dict:
     return {"jit_compile": True, "steps_per_execution": STEPS_PER_EXECUTION[keras.backend.backend()]}
 
 
-class StepLosses(keras.metrics.Metric):
-    """Every step's loss of the epoch, written into a buffer inside the compiled train step.
-
-    Keras's own "loss" log is the running mean over the epoch, and with steps_per_execution
-    > 1 callbacks see only each execution's last step; a metric runs inside every step, so
-    the buffer holds all of them whatever the mode, with no host round trip per step.
-    """
-
-    def __init__(self, loss_fn: keras.losses.Loss, capacity: int):
-        super().__init__(name="step_loss")
-        self.loss_fn = loss_fn
-        self.losses = self.add_variable(shape=(capacity,), initializer="zeros", name="losses")
-        self.count = self.add_variable(shape=(), initializer="zeros", dtype="int32", name="count")
-
-    def update_state(self, y_true, y_pred, sample_weight=None):
-        # The same loss object on the same y_pred as the training loss, so the same number,
-        # for the price of one more (batch, classes) cross-entropy per step.
-        loss = ops.cast(ops.reshape(self.loss_fn(y_true, y_pred), (1,)), self.losses.dtype)
-        count = self.count.value
-        self.losses.assign(ops.slice_update(self.losses.value, (count,), loss))
-        self.count.assign(count + 1)
-
-    def result(self):
-        """The latest step's loss (the logs' value); the epoch's are in .losses."""
-        return ops.take(self.losses.value, ops.maximum(self.count.value - 1, 0))
-
-    def read(self, steps: int) -> np.ndarray:
-        """The last fit's step losses, on the host; fit resets the metric, so they start at step 0."""
-        count = int(ops.convert_to_numpy(self.count))
-        if count != steps:
-            raise RuntimeError(f"Keras ran {count} steps of an epoch of {steps}")
-        return ops.convert_to_numpy(self.losses)[:count]
-
-
-# ---------------------------------------------------------------- profile native: a user's code
+# ---------------------------------------------------------------- profile native: mnist_convnet.py
 def stock_optimizer(hyper: Hyper) -> keras.optimizers.Optimizer:
     """keras.optimizers.Adam or SGD with Keras's defaults: only lr and SGD's momentum from the recipe."""
     if hyper.optimizer == "adam":
@@ -154,168 +120,191 @@ def stock_optimizer(hyper: Hyper) -> keras.optimizers.Optimizer:
     return keras.optimizers.SGD(learning_rate=hyper.lr, momentum=hyper.momentum)
 
 
-# ---------------------------------------------------------------- profile equal: the optimizer
-def one_minus_power(beta: float, step):
-    """1 - beta**step, accurate in float32 as torch's (float64) bias corrections are."""
-    # float32(0.999) is 1.3e-5 off in 1 - beta, which 1 - beta**step keeps at small steps;
-    # that bias moved the mlp's 50-step Adam losses 7.7e-3 from the reference, this 2e-7.
-    return -ops.expm1(step * math.log(beta))
+class EpochClock(keras.callbacks.Callback):
+    """Times each epoch of one fit between sync barriers and hands it to the harness's hooks."""
+
+    def __init__(self, hooks, input_clock: InputClock, sync):
+        super().__init__()
+        self.hooks, self.input_clock, self.sync = hooks, input_clock, sync
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.hooks.begin(epoch + 1)
+        self.input_clock.reset()
+        self.sync()
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.sync()
+        seconds = time.perf_counter() - self.start
+        # The harness evaluates inside end(), after the clock stopped; the next epoch's clock
+        # starts in on_epoch_begin, after it.
+        if not self.hooks.end(epoch + 1, seconds, [logs["loss"]], self.input_clock.seconds):
+            self.model.stop_training = True
 
 
-class TorchFormOptimizer(keras.optimizers.Optimizer):
-    """Adam or momentum SGD exactly as harness.reference.Optimizer (the torch/optax form)."""
+class SetupClock(keras.callbacks.Callback):
+    """Seconds from the callback's creation (just before fit) to fit's first epoch."""
 
-    # keras.optimizers.Adam puts eps inside a step-dependent "epsilon hat": its
-    # p -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps) is torch's
-    # p -= lr * m_hat / (sqrt(v_hat) + eps) with eps / sqrt(1 - b2^t) in place of eps, and
-    # keras.optimizers.SGD's velocity v = mu*v - lr*g equals torch's -lr*b (b = mu*b + g;
-    # p -= lr*b) only while lr is constant; so this class writes the reference's maths in
-    # keras.ops. The base class adds nothing else: weight decay, clipping, EMA are off.
+    def __init__(self):
+        super().__init__()
+        self.created, self.seconds = time.perf_counter(), None
 
-    def __init__(self, hyper: Hyper):
-        super().__init__(learning_rate=hyper.lr, name=f"torch_form_{hyper.optimizer}")
-        self.hyper = hyper
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.seconds is None:
+            self.seconds = time.perf_counter() - self.created
 
-    def build(self, variables):
-        """One moment buffer per variable for SGD, two (m, v) for Adam."""
-        if self.built:
-            return
-        super().build(variables)
-        slots = ["m", "v"] if self.hyper.optimizer == "adam" else ["m"]
-        self.slots = [[self.add_variable_from_reference(v, slot) for v in variables]
-                      for slot in slots]
 
-    def update_step(self, gradient, variable, learning_rate):
-        """One parameter's update; self.iterations counts the steps already taken."""
-        h = self.hyper
-        index = self._get_variable_index(variable)
-        lr = ops.cast(learning_rate, variable.dtype)
-        g = ops.cast(gradient, variable.dtype)
-        m = self.slots[0][index]
-        if h.optimizer == "sgd":
-            m_new = h.momentum * m + g
-            self.assign(m, m_new)
-            self.assign_sub(variable, lr * m_new)
-            return
-        v = self.slots[1][index]
-        step = ops.cast(self.iterations + 1, variable.dtype)
-        m_new = h.beta1 * m + (1 - h.beta1) * g
-        v_new = h.beta2 * v + (1 - h.beta2) * ops.square(g)
-        self.assign(m, m_new)
-        self.assign(v, v_new)
-        m_hat = m_new / one_minus_power(h.beta1, step)
-        v_hat = v_new / one_minus_power(h.beta2, step)
-        self.assign_sub(variable, lr * m_hat / (ops.sqrt(v_hat) + h.eps))
+class BatchGaps(keras.callbacks.Callback):
+    """Input time where fit draws each batch between the batch callbacks (the torch backend): the
+    gaps from the epoch's start or a batch's end to the next batch's start."""
+
+    def __init__(self, input_clock: InputClock):
+        super().__init__()
+        self.input_clock = input_clock
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.mark = time.perf_counter()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.input_clock.add(time.perf_counter() - self.mark)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.mark = time.perf_counter()
+
+
+# Where Keras's own data adapter cannot be timed without changing what fit does, and why.
+# A callback that overrides on_train_batch_end also makes Keras (on jax and torch) read every
+# step's logs on the host in the training thread, instead of in its background thread.
+OUT_OF_REACH = {
+    "tensorflow": "fit draws each batch from a tf.data iterator inside its compiled train function "
+                  "(a tf.function; under fit-jit a loop of 64 steps): no callback sees the fetch apart "
+                  "from the step",
+    "jax": "fit's train function calls the data adapter's next() itself, between the same two batch "
+           "callbacks as the step, and a batch-end callback would make Keras read every step's logs "
+           "on the host (a sync per step) instead of in its background thread",
+    "torch-cuda": "fit draws each batch between its batch callbacks, but a batch-end callback would "
+                  "make Keras read every step's logs on the host in the training thread: a CUDA sync "
+                  "per step that fit does not otherwise pay",
+}
+
+
+def native_input_clock(device: str) -> tuple[InputClock, list[keras.callbacks.Callback]]:
+    """The input clock of profile native's fit on this backend and device, and the callbacks it needs."""
+    backend = keras.backend.backend()
+    where = backend if backend != "torch" or device == "cpu" else "torch-cuda"
+    if where in OUT_OF_REACH:
+        return InputClock.out_of_reach(OUT_OF_REACH[where]), []
+    clock = InputClock("the gaps between fit's batch callbacks, where Keras's torch data adapter slices "
+                       "each batch and converts it to a tensor (callbacks on_train_batch_end and "
+                       "_begin; Keras then reads each step's logs in the training thread)")
+    return clock, [BatchGaps(clock)]
+
+
+# What a mode departs from the example's compile (its defaults).
+MODE_DEVIATIONS = {"fit": {}, "fit-jit": {"compile": "jit_compile=True and several steps per execution "
+                                                     "(STEPS_PER_EXECUTION); the example keeps compile's defaults"}}
+
+
+
+class NativeFit:
+    """Profile native: the example's compile and one fit, the model's own init and stock optimizer."""
+    loss_every = 0  # fit's logs keep the epoch's mean loss
+
+    def __init__(self, spec: ModelSpec, hyper: Hyper, data, mode: str, device: str):
+        self.hyper, self.mode = hyper, mode
+        keras.utils.set_random_seed(hyper.seed)  # Keras's own init and fit's shuffle draw from it
+        self.model = written_model(spec)
+        self.model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                           optimizer=stock_optimizer(hyper), metrics=["accuracy"], **compile_options(mode))
+        self.x_train, self.y_train = data.x_train, data.y_train
+        self.whole_epoch = len(data.x_train) // hyper.batch_size
+        self.samples_per_epoch = len(data.x_train)  # fit keeps the last partial batch
+        self.input_clock, self.callbacks = native_input_clock(device)
+        self.fit_setup_s = None
+
+    def run_epochs(self, impl, epochs, order_for, hooks) -> None:
+        """The example's one fit for all epochs; EpochClock reports each epoch to the hooks."""
+        clock = EpochClock(hooks, self.input_clock, impl.sync)
+        setup = SetupClock()
+        self.model.fit(self.x_train, self.y_train, batch_size=self.hyper.batch_size, epochs=epochs, shuffle=True,
+                       verbose=0, callbacks=[setup, clock, *self.callbacks])
+        self.fit_setup_s = setup.seconds
+
+    def train_epoch(self, order: np.ndarray) -> list[float]:
+        """One fit epoch on the arrays (len(order) steps of it); its mean loss from the History.
+
+        Fewer steps than a whole epoch (a test's, the overhead probe's) fit on the first
+        steps * batch rows: fit's steps_per_epoch would not do, as fit-jit runs whole
+        executions of 64 steps.
+        """
+        rows = len(self.x_train) if len(order) == self.whole_epoch else len(order) * self.hyper.batch_size
+        history = self.model.fit(self.x_train[:rows], self.y_train[:rows], batch_size=self.hyper.batch_size,
+                                 epochs=1, shuffle=True, verbose=0, callbacks=self.callbacks)
+        return history.history["loss"]
+
+    def settings(self) -> dict:
+        config = self.model.optimizer.get_config()
+        defaults = {k: config[k] for k in ("beta_1", "beta_2", "epsilon", "momentum", "nesterov") if k in config}
+        out = {"optimizer": f"keras.optimizers.{type(self.model.optimizer).__name__}, Keras's defaults: {defaults}",
+               "input_pipeline": "model.fit on the numpy arrays, shuffle=True, last partial batch kept",
+               "dtype_policy": keras.config.dtype_policy().name, "deviations": self.deviations()}
+        if self.fit_setup_s is not None:
+            out["fit_setup"] = (f"{self.fit_setup_s:.3f} s from fit's call to its first epoch (data adapter, "
+                                "callbacks), outside every epoch's time")
+        return out
+
+    def deviations(self) -> dict[str, str]:
+        """How this cell departs from keras-io's mnist_convnet.py."""
+        return {"data_source": "the harness's MNIST arrays (float32 in [0, 1], NHWC); the example loads them "
+                               "with keras.datasets.mnist.load_data() (a download) and scales them itself",
+                "logits": "the last layer outputs logits and the loss is SparseCategoricalCrossentropy("
+                          "from_logits=True) on integer labels; the example ends in a softmax and one-hot "
+                          "encodes the labels for categorical_crossentropy",
+                "model": "the suite's models (no Dropout)",
+                "optimizer": f"keras.optimizers.{type(self.model.optimizer).__name__} at the recipe's lr "
+                             f"{self.hyper.lr}; the example's is the string 'adam' (Adam at lr 0.001)",
+                "validation": "no validation_split=0.1: fit trains on every training row, the harness "
+                              "evaluates on its own test split after each epoch (not model.evaluate)",
+                **MODE_DEVIATIONS[self.mode]}
 
 
 # ---------------------------------------------------------------- the harness's Impl
 class KerasImpl(ImplBase):
-    """The Impl contract of harness.spec with the models above, compile and fit."""
-
+    """The Impl contract with the models above, compile and fit."""
     framework = "keras"
 
     def build(self, model: ModelSpec, hyper: Hyper, data, weights, device: str, mode: str,
               precision: str = "float32", profile: str = "equal") -> None:
         """Build, initialise and compile the model; keep the training arrays for fit."""
+        from impls.keras_equal import EqualFit
+
         self.configure(mode, precision, device, profile)
-        self.spec, self.device, self.hyper = model, device, hyper
-        self.canonical_init = weights is not None
+        self.spec = model
         keras.backend.clear_session()  # a blank Keras state: nothing left by an earlier model here
-        if self.profile == "equal":
-            # The canonical layout and precision, whatever ~/.keras/keras.json says. bf16 is
-            # Keras's mixed_bfloat16 policy: float32 variables, bfloat16 layer compute; the
-            # loss casts the logits to float32. (tf32 needs no policy: the environment sets it.)
-            keras.config.set_image_data_format("channels_last")
-            keras.config.set_floatx("float32")
-            keras.config.set_dtype_policy("mixed_bfloat16" if self.precision == "bf16" else "float32")
-        keras.utils.set_random_seed(hyper.seed)  # Keras's own init and fit's shuffle draw from it
-        self.model = written_model(model)
-        if weights is not None:
-            check_weights(model, weights)
-            self.model.set_weights([weights[name] for name in model.param_shapes()])
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        self.whole_epoch = len(data.x_train) // hyper.batch_size
-        # native's fit keeps the last partial batch: one step more than the harness's orders then
-        self.step_losses = StepLosses(loss, capacity=-(-len(data.x_train) // hyper.batch_size))
-        optimizer = stock_optimizer(hyper) if self.profile == "native" else TorchFormOptimizer(hyper)
-        self.model.compile(optimizer=optimizer, loss=loss, metrics=[self.step_losses], **compile_options(self.mode))
-        # The data stay the harness's numpy arrays, as a Keras user's do. Device tensors
-        # would not save fit's copy to the device: on jax, fit's array adapter converts them
-        # back to numpy (keras/src/trainers/data_adapters/array_slicing.py).
-        self.x_train, self.y_train = data.x_train, data.y_train
         if self.profile == "native":
-            self.samples_per_epoch = len(data.x_train)
+            self.training = NativeFit(model, hyper, data, self.mode, device)
+        else:
+            self.training = EqualFit(model, hyper, data, weights, self.mode, self.precision, device)
+        self.model = self.training.model
+        self.samples_per_epoch = self.training.samples_per_epoch
+        self.loss_every = self.training.loss_every
+        self.input_clock = self.training.input_clock
 
-    def train_epoch(self, order: np.ndarray) -> np.ndarray:
-        """One fit epoch; returns each step's loss. Native takes only order's shape, equal its rows."""
-        order = np.asarray(order)
-        if self.profile == "native":
-            return self.fit_shuffled(len(order))
-        return self.fit_in_order(order)
+    def run_epochs(self, epochs, order_for, hooks) -> None:
+        """Native: one fit for all epochs (the example's); equal: the harness's loop, one fit per epoch."""
+        self.training.run_epochs(self, epochs, order_for, hooks)
 
-    def fit_shuffled(self, steps: int) -> np.ndarray:
-        """The user's epoch: fit on the arrays with shuffle=True, the last partial batch included.
-
-        Fewer steps than a whole epoch (a test's) fit on the first steps * batch rows: fit's
-        steps_per_epoch would not do, as fit-jit runs whole executions of 64 steps.
-        """
-        rows = len(self.x_train) if steps == self.whole_epoch else steps * self.hyper.batch_size
-        self.model.fit(self.x_train[:rows], self.y_train[:rows], batch_size=self.hyper.batch_size, epochs=1,
-                       shuffle=True, verbose=0)
-        return self.step_losses.read(-(-rows // self.hyper.batch_size))
-
-    def fit_in_order(self, order: np.ndarray) -> np.ndarray:
-        """Profile equal's epoch: fit on the rows in order's sequence, shuffle=False."""
-        rows = order.ravel()
-        # batch_size = order's width, so the batches are exactly order's rows: the idiom
-        # Keras users run, with the order ours.
-        self.model.fit(self.x_train[rows], self.y_train[rows], batch_size=order.shape[1],
-                       epochs=1, shuffle=False, verbose=0)
-        return self.step_losses.read(len(order))
+    def train_epoch(self, order: np.ndarray):
+        return self.training.train_epoch(order)
 
     def sync(self) -> None:
-        """Wait for the last update: train_epoch has already read the step losses back to the host."""
-        # Reading the last-updated variable makes that a guarantee on every backend rather
-        # than a detail of Keras's dispatch, at the cost of a few bytes copied.
+        """Wait for the last update, by reading the last-updated variable back (a few bytes)."""
         ops.convert_to_numpy(self.model.trainable_variables[-1])
 
     def settings(self) -> dict[str, object]:
         """What the harness records beside its own settings, the deviations included."""
-        out: dict[str, object] = {"keras_backend": keras.backend.backend(),
-                                  "jit_compile": self.model.jit_compile,
-                                  "steps_per_execution": self.model.steps_per_execution,
-                                  "dtype_policy": keras.config.dtype_policy().name}
-        if self.profile == "native":
-            config = self.model.optimizer.get_config()
-            defaults = {k: config[k] for k in ("beta_1", "beta_2", "epsilon", "momentum", "nesterov") if k in config}
-            out["optimizer"] = f"keras.optimizers.{type(self.model.optimizer).__name__}, Keras's defaults: {defaults}"
-            out["input_pipeline"] = "model.fit on the numpy arrays, shuffle=True, last partial batch kept"
-        elif self.device != "cpu":
-            # Keras has no backend-neutral TF32 switch: the cell's environment decides
-            # (NVIDIA_TF32_OVERRIDE, TORCH_ALLOW_TF32_CUBLAS_OVERRIDE, JAX_DEFAULT_MATMUL_PRECISION).
-            out["tf32"] = "set by the environment (harness.launch.cell_env)"
-        out["deviations"] = self.deviations()
-        return out
-
-    def deviations(self) -> dict[str, str]:
-        """How this cell's training departs from a Keras user's code (the native profile's)."""
-        out = {"step_losses": "a metric computes each step's loss once more, to keep every step's loss",
-               "logits": "the last layer outputs logits, the loss takes from_logits=True "
-                         "(Keras's examples end in a softmax)"}
-        if self.profile == "native":
-            return out
-        out.update(optimizer="Adam and SGD in the torch/optax form, written in keras.ops (Keras's Adam "
-                             "puts epsilon, 1e-7, inside its bias correction)",
-                   data_path="each epoch fits on a host-side gather of the training rows in the "
-                             "harness's order, shuffle=False",
-                   batch_order="the harness's permutation, last partial batch dropped")
-        if self.canonical_init:
-            out["init"] = "the harness's canonical Glorot-uniform weights (Keras's own scheme, the harness's draw)"
-        if self.precision == "bf16":
-            out["precision"] = "mixed_bfloat16 policy: bfloat16 layers, float32 variables"
-        elif self.device != "cpu":
-            out["precision"] = f"{self.precision} set through the environment (TF32 is the GPU default)"
-        return out
+        return {"keras_backend": keras.backend.backend(), "jit_compile": self.model.jit_compile,
+                "steps_per_execution": self.model.steps_per_execution, **self.training.settings()}
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """model.predict in batches of EVAL_BATCH, float32 (N, classes)."""

@@ -67,7 +67,8 @@ def differences(cells_a: pd.DataFrame, cells_b: pd.DataFrame, key: list[str]) ->
     cells_a, cells_b = cells_a[keys(cells_a, key).isin(in_both)], cells_b[keys(cells_b, key).isin(in_both)]
     fields = dict(ENV_FIELDS)
     for frame in (cells_a, cells_b):
-        fields.update({c: field_name(c) for c in settings_columns(frame) + [c for c in frame if c.startswith("env_settings_")]})
+        named = settings_columns(frame) + [c for c in frame if c.startswith("env_settings_")]
+        fields.update({c: field_name(c) for c in named})
         fields.update({c: c.removeprefix("env_framework_version_") + " version" for c in frame
                        if c.startswith("env_framework_version_")})
     out = []

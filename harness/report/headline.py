@@ -70,7 +70,8 @@ def headline(table: Table, rows: pd.DataFrame, settings: list[str], floor: Noise
     verdicts = [speed(fastest, rival, floor) for rival in named_rivals(rows, fastest)] if fastest else []
     profile = rows["profile"].iloc[0] if "profile" in rows else "equal"
     return Headline(table, rows, settings, fastest, idiomatic_rows(rows), verdicts, accuracy_spread(rows),
-                    TOLERANCES.get(profile, {}).get(table.model), break_even_epoch(fastest, others) if fastest else None)
+                    TOLERANCES.get(profile, {}).get(table.model),
+                    break_even_epoch(fastest, others) if fastest else None)
 
 
 def headlines(tables: list[Table], floor: NoiseFloor) -> list[Headline]:
@@ -99,7 +100,7 @@ def native_vs_equal(tables: list[Table]) -> pd.DataFrame:
 
 
 def framework_tax(table: Table) -> pd.DataFrame:
-    """Host time per step against device time per step for a GPU table's rows, and where each mode turns device-bound."""
+    """Host against device time per step for a GPU table's rows, and where each mode turns device-bound."""
     rows = table.rows[table.rows["gpu_busy_s"].notna() & table.rows["steps_per_epoch"].notna()]
     if rows.empty:
         return pd.DataFrame()

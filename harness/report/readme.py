@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from harness.report.document import SPLIT_PARTS, headline_lines, num, rate, samples_per_s
+from harness.report.document import SPLIT_PARTS, headline_lines, num, samples_per_s
 from harness.report.headline import Headline
 from harness.report.render import Grid, md_table
 from harness.report.summary import missing

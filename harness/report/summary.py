@@ -23,8 +23,8 @@ NOT_CONFIG = {"id", "hyper_seed", "trial", "data_sha256"}
 # The settings a person chooses, by the name a table uses: a column where they differ between
 # rows, else named in the table's note. Any other setting that differs (an optimizer's eps, a
 # framework setting) is in the table's fairness block.
-CHOSEN_SETTINGS = {"profile": "profile", "hyper_batch_size": "batch", "precision": "precision", "hyper_epochs": "epochs",
-                 "hyper_optimizer": "optimizer", "hyper_lr": "lr", "threads": "threads"}
+CHOSEN_SETTINGS = {"profile": "profile", "hyper_batch_size": "batch", "precision": "precision",
+                   "hyper_epochs": "epochs", "hyper_optimizer": "optimizer", "hyper_lr": "lr", "threads": "threads"}
 ACCURACY_TARGET = 0.97  # "time to 97%": the accuracy a tutorial's MNIST model is expected to reach
 
 
@@ -203,7 +203,8 @@ def configuration(key: tuple, g: pd.DataFrame, keys: list[str]) -> dict:
         **time_split(ok),
         "concurrent_cells": max((int(r.env.settings.get("concurrent_cells", 1)) for r in ok), default=1),
         "status": ", ".join(f"{s} {n}" for s, n in counts.items()),
-        "problems": [f"seed {show(r.cell.hyper.seed)}: {r.status}: {r.message}" for r in g["result"] if r.status != "ok"]}
+        "problems": [f"seed {show(r.cell.hyper.seed)}: {r.status}: {r.message}"
+                     for r in g["result"] if r.status != "ok"]}
 
 
 def summarise(cells: pd.DataFrame) -> pd.DataFrame:
