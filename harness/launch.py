@@ -46,7 +46,9 @@ def cell_env(cell: Cell) -> dict[str, str]:
 
 
 def die_with_parent() -> None:
-    """In the child before exec: the kernel sends it SIGKILL when its parent dies."""
+    """In the child before exec: the kernel sends it SIGKILL when its parent dies, and Ctrl-C is
+    the parent's to handle (it kills the child), so that a cell interrupted mid-way records nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         import ctypes
 

@@ -66,7 +66,7 @@ class KnownSplitImpl(NumpyImpl):
     """Steps whose time is known: each batch takes INPUT_S to obtain, each step OVERHEAD_S plus
     S_PER_PARAM per parameter of its model (so a shrunk model's step is nearly all overhead)."""
     framework = "timed"
-    INPUT_S, OVERHEAD_S, S_PER_PARAM = 0.004, 0.006, 0.010 / 33_114  # 10 ms for tiny5x5's MLP (33,114 params)
+    INPUT_S, OVERHEAD_S, S_PER_PARAM = 0.008, 0.012, 0.020 / 33_114  # 20 ms for tiny5x5's MLP (33,114 params)
 
     def build(self, model, *args, **kwargs):
         super().build(model, *args, **kwargs)
