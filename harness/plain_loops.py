@@ -1,18 +1,27 @@
 """python -m harness.plain_loops: plain reference-style loops beside the suite's matching cells, in one call.
 
     python -m harness.plain_loops --plan cpu                           here: the MLP, batch 32, 2 epochs
+    python -m harness.plain_loops --plan cpu-examples                  here: the example loops, 5 epochs
     python -m harness.plain_loops --plan gpu --out results/gpu-h100    on a GPU machine: the reference figures
     python -m harness.plain_loops --loop torch:eager:256 'keras[jax]:fit:32' --device cuda --epochs 5
 
-For each loop in turn: the plain program (impls/plain/<framework>_mlp.py, framework code
-only, no harness) in its own process, then the suite's matching cell (the MLP, profile
-equal, float32, the same batch size, epochs and device) through harness.run into the same
---out, run again even where it finished before, so that both figures come from this call.
-The loop gets the environment that cell gets (harness.launch.cell_env: threads, TF32 off,
-Keras's backend, a hidden GPU on a CPU run). Both figures go to <out>/plain-loops.json, one
-record per suite cell, merged with the records already there: a rerun skips the pairs
-recorded before (--force runs them again), so the same command resumes a call that a time
-limit cut short. Then a table: each loop's samples/s, the suite's, and their ratio.
+For each loop in turn: the plain program (framework code only, no harness) in its own
+process, then the suite's matching cell (the MLP, the same batch size, epochs and device)
+through harness.run into the same --out, run again even where it finished before, so that
+both figures come from this call. Two kinds of pair, as the framework's record names them:
+
+- a reference-style loop (impls/plain/<framework>_mlp.py, modes eager, step, fit, ...)
+  beside a cell of profile equal at float32;
+- the framework's example loop (mode example: impls/plain/<framework>_example.py, the MLP
+  trained as that framework's own MNIST example trains it, the pipeline and loop of profile
+  native) beside the native cell, at the framework's default precision.
+
+The loop gets the environment that cell gets (harness.launch.cell_env: threads, TF32 off for
+float32, Keras's backend, a hidden GPU on a CPU run). Both figures go to
+<out>/plain-loops.json, one record per suite cell (its profile, mode and precision among
+them), merged with the records already there: a rerun skips the pairs recorded before
+(--force runs them again), so the same command resumes a call that a time limit cut short.
+Then a table: each loop, the suite cell's profile and mode, both samples/s and their ratio.
 
 One interpreter runs everything, the one running this module, as with harness.run: simplest
 where every framework shares one Python (the lent GPU machine: the whole plan in one call).
@@ -47,9 +56,17 @@ from impls.records import framework, frameworks
 RESULT_FILE = "plain-loops.json"
 
 
-def suite_modes() -> dict[str, dict[str, str]]:
-    """Each framework's plain-loop modes, and the suite mode each one is set beside (its record's)."""
-    return {name: record.plain_loop_modes for name, record in frameworks().items() if record.plain_loop_modes}
+# The loop mode whose program is the framework's example (impls/plain/<framework>_example.py);
+# every other mode is one of impls/plain/<framework>_mlp.py's.
+EXAMPLE_MODE = "example"
+
+
+def suite_modes() -> dict[str, dict[str, tuple[str, str]]]:
+    """Each framework's plain-loop modes, and the suite cell's (mode, profile) each one is set beside:
+    the record's plain_loop_modes, where a bare mode means profile equal."""
+    return {name: {loop_mode: (suite, "equal") if isinstance(suite, str) else tuple(suite)
+                   for loop_mode, suite in record.plain_loop_modes.items()}
+            for name, record in frameworks().items() if record.plain_loop_modes}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +84,17 @@ class Loop:
 
     @property
     def suite_mode(self) -> str:
-        return framework(self.framework).plain_loop_modes[self.mode]
+        return suite_modes()[self.framework][self.mode][0]
+
+    @property
+    def profile(self) -> str:
+        """The suite cell's profile: native beside an example loop, equal beside the others."""
+        return suite_modes()[self.framework][self.mode][1]
+
+    @property
+    def program(self) -> str:
+        """The loop's module: impls.plain.<framework>_example or impls.plain.<framework>_mlp."""
+        return f"impls.plain.{self.framework}_{'example' if self.mode == EXAMPLE_MODE else 'mlp'}"
 
     @property
     def gpu_only(self) -> bool:
@@ -111,8 +138,11 @@ PLANS = {
     "gpu": Plan("cuda", 5, ("torch:eager:32", "torch:graph:32", "jax:step:32", "jax:scan:32",
                             "keras[jax]:fit:32", "keras[jax]:fit-jit:32", "jax:scan:256", "torch:graph:256",
                             "torch:eager:256", "keras[torch]:fit:32")),
-    # A smoke run of every CPU mode, a couple of minutes here; its figures are no evidence.
-    "cpu": Plan("cpu", 2, ("torch:eager:32", "jax:step:32", "jax:scan:32", "keras:fit:32", "keras:fit-jit:32")),
+    # A smoke run of every CPU mode, a few minutes here; its figures are no evidence.
+    "cpu": Plan("cpu", 2, ("torch:eager:32", "jax:step:32", "jax:scan:32", "keras:fit:32", "keras:fit-jit:32",
+                           "torch:example:32", "jax:example:32", "keras:example:32")),
+    # Each framework's own MNIST example (the MLP) beside the suite's native cell (the headline's recipe).
+    "cpu-examples": Plan("cpu", 5, ("torch:example:32", "jax:example:32", "keras:example:32")),
 }
 # Training samples/s that reference programs written outside the suite reached on an H100:
 # the figures the loops are meant to reproduce (shown only for GPU runs).
@@ -123,23 +153,29 @@ H100_REFERENCE = {"jax scan b32": 845_000, "jax step b32": 128_000, "keras[jax] 
 
 # ---------------------------------------------------------------- the cells and the data
 def suite_cells(loops: list[Loop], device: str, epochs: int, threads: int, limit: int) -> dict[Loop, Cell]:
-    """Each loop's suite cell, as harness.run expands it (so with the same id), from one load of the data."""
-    argv = ["--model", "mlp", "--profile", "equal", "--precision", "float32", "--device", device,
-            "--epochs", str(epochs), "--threads", str(threads),
-            "--framework", *dict.fromkeys(loop.framework for loop in loops),
-            "--mode", *dict.fromkeys(loop.suite_mode for loop in loops),
-            "--batch-size", *dict.fromkeys(str(loop.batch_size) for loop in loops)]
-    if backends := list(dict.fromkeys(loop.backend for loop in loops if loop.backend)):
-        argv += ["--backend", *backends]
+    """Each loop's suite cell, as harness.run expands it (so with the same id): profile equal at
+    float32, or profile native at the framework's default precision, one expansion per profile."""
     from harness.matrix import expand
     from harness.options import given_options
     from harness.run import parser
 
-    cells = {(c.framework, c.backend, c.mode, c.hyper.batch_size): c
-             for c in expand(parser().parse_args(argv), given_options(argv))}
+    cells = {}
+    for profile in dict.fromkeys(loop.profile for loop in loops):
+        group = [loop for loop in loops if loop.profile == profile]
+        argv = ["--model", "mlp", "--profile", profile, "--device", device,
+                "--epochs", str(epochs), "--threads", str(threads),
+                "--framework", *dict.fromkeys(loop.framework for loop in group),
+                "--mode", *dict.fromkeys(loop.suite_mode for loop in group),
+                "--batch-size", *dict.fromkeys(str(loop.batch_size) for loop in group)]
+        argv += ["--precision", "float32"] if profile == "equal" else []  # native: each framework's default
+        if backends := list(dict.fromkeys(loop.backend for loop in group if loop.backend)):
+            argv += ["--backend", *backends]
+        cells |= {(c.framework, c.backend, c.mode, c.profile, c.hyper.batch_size): c
+                  for c in expand(parser().parse_args(argv), given_options(argv))}
     if limit:  # the first `limit` training rows, as the loops' --limit takes them (data_sha256 is the file's)
         cells = {key: dataclasses.replace(c, data=DataSpec("mnist", train_rows=limit)) for key, c in cells.items()}
-    return {loop: cells[loop.framework, loop.backend, loop.suite_mode, loop.batch_size] for loop in loops}
+    return {loop: cells[loop.framework, loop.backend, loop.suite_mode, loop.profile, loop.batch_size]
+            for loop in loops}
 
 
 def loops_data(given: Path | None, suite_sha256: str) -> Path:
@@ -171,7 +207,7 @@ def run_loop(loop: Loop, cell: Cell, npz: Path, limit: int) -> dict:
     """The plain program in its own process, in the cell's environment: its JSON line, or why none."""
     from harness.launch import cell_env, die_with_parent  # the loop dies with this runner, as a cell does
 
-    command = [sys.executable, "-m", f"impls.plain.{loop.framework}_mlp", str(npz), "--mode", loop.mode,
+    command = [sys.executable, "-m", loop.program, str(npz), "--mode", loop.mode,
                "--batch-size", str(loop.batch_size), "--epochs", str(cell.hyper.epochs), "--device", cell.device,
                "--seed", str(cell.hyper.seed), "--limit", str(limit)]
     env = cell_env(cell)
@@ -188,13 +224,14 @@ def run_loop(loop: Loop, cell: Cell, npz: Path, limit: int) -> dict:
 
 
 def suite_summary(cell: Cell, store: Store) -> dict:
-    """What the suite's result says about the cell, beside the loop's figures."""
+    """What the suite's result says about the cell, beside the loop's figures; which cell it is first."""
+    which = {"cell_id": cell.id, "profile": cell.profile, "mode": cell.mode, "precision": cell.precision}
     result = store.read(cell)
     if result is None:
-        return {"cell_id": cell.id, "status": "error", "message": "no result file", "samples_per_epoch": None,
+        return {**which, "status": "error", "message": "no result file", "samples_per_epoch": None,
                 "steady_epoch_s": None, "train_samples_per_s_median": None, "test_accuracy": None}
     m = result.metrics
-    return {"cell_id": cell.id, "status": result.status, "message": result.message,
+    return {**which, "status": result.status, "message": result.message,
             "samples_per_epoch": m.samples_per_epoch, "steady_epoch_s": m.steady_epoch_s,
             "train_samples_per_s_median": m.train_samples_per_s.median if m.train_samples_per_s else None,
             "test_accuracy": m.test_accuracy}
@@ -220,10 +257,17 @@ def read_records(store: Store) -> dict[str, dict]:
 def save_record(store: Store, cell_id: str, record: dict) -> None:
     """Add one pair to the folder's plain-loops.json, keeping the others (another call may be adding its own)."""
     store.update_json(RESULT_FILE, lambda old: {
-        "about": "Plain reference-style loops (impls/plain/, no harness) beside the suite's matching cells, "
-                 "each pair run in one call of python -m harness.plain_loops; pairs keyed by the suite "
-                 "cell's id; samples/s are medians over the epochs after the first.",
+        "about": "Plain reference-style loops (impls/plain/, no harness) beside the suite's matching cells "
+                 "(profile equal at float32; a framework's example loop beside profile native at its default "
+                 "precision: suite.profile, suite.mode, suite.precision), each pair run in one call of "
+                 "python -m harness.plain_loops; pairs keyed by the suite cell's id; samples/s are medians "
+                 "over the epochs after the first.",
         "pairs": {**old.get("pairs", {}), cell_id: record}})
+
+
+def suite_cell(cell: dict) -> str:
+    """'native eager': the profile and mode a suite cell ran (records from before they were kept: equal)."""
+    return f"{cell.get('profile', 'equal')} {cell.get('mode', '')}".strip()
 
 
 def number(value: float | None, digits: int = 0) -> str:
@@ -232,20 +276,22 @@ def number(value: float | None, digits: int = 0) -> str:
 
 def table(loops: list[Loop], cells: dict[Loop, Cell], records: dict, ran: set[str], skipped: dict[Loop, str],
           on_gpu: bool) -> str:
-    """Markdown: per loop, its samples/s and the suite's, suite/loop, both accuracies (and the reference)."""
-    head = ["loop", "loop samples/s", "suite samples/s", "suite/loop", "loop acc", "suite acc"]
+    """Markdown: per loop, the suite cell's profile and mode, its samples/s and the suite's, suite/loop,
+    both accuracies (and the reference)."""
+    head = ["loop", "suite cell", "loop samples/s", "suite samples/s", "suite/loop", "loop acc", "suite acc"]
     head += ["reference (H100)"] if on_gpu else []
     rows = [head, ["---"] * len(head)]
     for loop in loops:
         record = records.get(cells[loop].id)
         if record is None:
-            rows.append([loop.label, skipped.get(loop, "not run"), *[""] * (len(head) - 2)])
+            rows.append([loop.label, suite_cell(cells[loop].asdict()), skipped.get(loop, "not run"),
+                         *[""] * (len(head) - 3)])
             continue
         loop_rate, suite_rate = samples_per_s(record, "loop"), samples_per_s(record, "suite")
         label = loop.label if cells[loop].id in ran else f"{loop.label} (an earlier call)"
         if record["loop"]["status"] != "ok":
             label += f" — loop failed: {record['loop']['message'][:80]}"
-        row = [label, number(loop_rate), number(suite_rate),
+        row = [label, suite_cell(record["suite"]), number(loop_rate), number(suite_rate),
                number(suite_rate / loop_rate if loop_rate and suite_rate else None, 2),
                number(record["loop"].get("result", {}).get("test_accuracy"), 4),
                number(record["suite"]["test_accuracy"], 4)]
@@ -258,7 +304,8 @@ def parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m harness.plain_loops", description=__doc__.split("\n")[0],
                    epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--plan", choices=PLANS, help="gpu: the reference figures' loops on cuda, 5 epochs; "
-                                                 "cpu: a smoke run here, 2 epochs")
+                                                 "cpu: a smoke run here, 2 epochs; cpu-examples: each "
+                                                 "framework's example loop beside its native cell, 5 epochs")
     modes = "; ".join(f"{name}: {', '.join(loop_modes)}" for name, loop_modes in suite_modes().items())
     p.add_argument("--loop", nargs="+", help=f"in place of --plan: FRAMEWORK[BACKEND]:MODE:BATCH ... (modes {modes})")
     p.add_argument("--device", choices=("cpu", "cuda"), help="with --loop (default cpu)")

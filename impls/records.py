@@ -66,9 +66,9 @@ class Framework:
     backend_env: str | None = None  # the variable its impl reads the backend from; the first backend by default
     in_default_matrix: bool = True
     has_parity_tests: bool = True  # tests/test_parity.py and tests/test_models.py cover it
-    # Its plain reference-style loop (impls/plain/<name>_mlp.py, harness.plain_loops): each
-    # loop mode, and the suite mode that is set beside it.
-    plain_loop_modes: dict[str, str] = field(default_factory=dict)
+    # Its plain reference-style loops (impls/plain/, harness.plain_loops): each loop mode, and
+    # the suite cell set beside it: a mode of profile equal, or (mode, profile).
+    plain_loop_modes: dict[str, str | tuple[str, str]] = field(default_factory=dict)
 
     @property
     def idiomatic_mode(self) -> str:
@@ -134,13 +134,14 @@ class Framework:
 FRAMEWORKS: dict[str, Framework] = {f.name: f for f in [
     Framework("torch", "impls.torch_impl:TorchImpl", ("torch",), modes=("eager", "compile", "cudagraph"),
               native_packages=("torchvision",), native_modes=("eager", "compile"), gpu_only_modes=("cudagraph",),
-              plain_loop_modes={"eager": "eager", "graph": "cudagraph"}),
+              plain_loop_modes={"eager": "eager", "graph": "cudagraph", "example": ("eager", "native")}),
     Framework("keras", "impls.keras_impl:KerasImpl", ("keras",), modes=("fit", "fit-jit"),
               native_modes=("fit", "fit-jit"), backend_env="KERAS_BACKEND",
               backends={"tensorflow": ("tensorflow",), "jax": ("jax",), "torch": ("torch",)},
-              plain_loop_modes={"fit": "fit", "fit-jit": "fit-jit"}),
+              plain_loop_modes={"fit": "fit", "fit-jit": "fit-jit", "example": ("fit", "native")}),
     Framework("jax", "impls.jax_impl:JaxImpl", ("jax", "flax", "optax"), modes=("step", "scan"),
-              native_packages=("grain",), native_modes=("step",), plain_loop_modes={"step": "step", "scan": "scan"}),
+              native_packages=("grain",), native_modes=("step",),
+              plain_loop_modes={"step": "step", "scan": "scan", "example": ("step", "native")}),
     # The float64 oracle: runs only when asked for, and only as profile equal.
     Framework("numpy", "impls.numpy_impl:NumpyImpl", ("numpy",), modes=("reference",),
               profiles=("equal",), in_default_matrix=False, has_parity_tests=False),

@@ -2,7 +2,8 @@
 
 Each loop trains 2 epochs on the first 2000 MNIST rows (the median samples/s needs an epoch
 after the first); loops of a framework not installed here are skipped, so each framework's
-tox env runs its own. The runner's refusals need no framework and run in test-core.
+tox env runs its own. The runner's refusals, its pairing of loops with suite cells and its
+table need no framework and run in test-core.
 """
 from __future__ import annotations
 
@@ -44,16 +45,18 @@ def mnist_npz() -> Path:
     return plain_loops.loops_data(None, data.load_raw("mnist").sha256)
 
 
-def run_loop(name: str, npz: Path, *options: str) -> subprocess.CompletedProcess:
+def run_loop(name: str, npz: Path, *options: str, mode: str = "eager") -> subprocess.CompletedProcess:
+    """The program of the framework's loop mode (impls.plain.<name>_mlp or _example) with these options."""
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", f"impls.plain.{name}_mlp", str(npz), *options],
+    program = plain_loops.Loop(name, None, mode, 32).program
+    return subprocess.run([sys.executable, "-m", program, str(npz), *options],
                           env=env, text=True, capture_output=True, timeout=600)
 
 
 @pytest.mark.framework
 @pytest.mark.parametrize("name, mode", [pytest.param(n, m, marks=needs(n), id=f"{n}-{m}") for n, m in CPU_LOOPS])
 def test_loop_prints_one_json_line_with_a_sensible_accuracy(name, mode, mnist_npz):
-    proc = run_loop(name, mnist_npz, "--mode", mode, "--epochs", "2", "--limit", str(LIMIT))
+    proc = run_loop(name, mnist_npz, "--mode", mode, "--epochs", "2", "--limit", str(LIMIT), mode=mode)
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1, proc.stdout
@@ -61,11 +64,19 @@ def test_loop_prints_one_json_line_with_a_sensible_accuracy(name, mode, mnist_np
     assert (result["framework"], result["mode"], result["batch_size"], result["device"], result["epochs"]) == \
         (name, mode, 32, "cpu", 2)
     assert len(result["epoch_s"]) == 2 and all(s > 0 for s in result["epoch_s"])
-    # whole batches, or (Keras's fit) every row
+    # whole batches, or (Keras's fit, torch's example DataLoader) every row
     assert result["samples_per_epoch"] in (LIMIT // 32 * 32, LIMIT)
     assert result["train_samples_per_s_median"] == pytest.approx(result["samples_per_epoch"] / result["epoch_s"][1])
     assert 0.75 < result["test_accuracy"] <= 1  # 2 epochs on 2000 rows: ~0.85; chance is 0.1
     assert name in result["versions"]
+
+
+@pytest.mark.framework
+@pytest.mark.parametrize("name", [pytest.param(n, marks=needs(n)) for n in ("torch", "jax", "keras")])
+def test_example_program_refuses_any_other_mode(name, mnist_npz):
+    proc = run_loop(name, mnist_npz, "--mode", "eager", mode="example")
+    assert proc.returncode == 2
+    assert f"python -m impls.plain.{name}_example: error: argument --mode: invalid choice: 'eager'" in proc.stderr
 
 
 @pytest.mark.framework
@@ -90,14 +101,67 @@ def test_loop_specs_are_parsed_or_refused_in_one_line(monkeypatch):
     assert plain_loops.parse_loop("keras[jax]:fit-jit:64") == plain_loops.Loop("keras", "jax", "fit-jit", 64)
     assert plain_loops.parse_loop("keras:fit:32").backend == "tensorflow"  # harness.run's default backend
     assert plain_loops.parse_loop("torch:graph:32").suite_mode == "cudagraph"
-    for bad in ("torch:graph", "torch[jax]:eager:32", "jax:eager:32", "torch:eager:0", "keras[theano]:fit:32"):
+    for bad in ("torch:graph", "torch[jax]:eager:32", "jax:eager:32", "torch:eager:0", "keras[theano]:fit:32",
+                "torch:examples:32", "jax:native:32"):
         with pytest.raises(HarnessError):
             plain_loops.parse_loop(bad)
+    with pytest.raises(HarnessError, match="its modes: eager, graph, example"):
+        plain_loops.parse_loop("torch:native:32")
+
+
+def test_an_example_loop_is_paired_with_the_native_cell_the_others_with_equal_ones():
+    loops = [plain_loops.parse_loop(spec) for spec in
+             ("torch:example:32", "jax:example:32", "keras[jax]:example:32", "torch:eager:32", "jax:scan:32")]
+    cells = plain_loops.suite_cells(loops, "cpu", 2, 0, LIMIT)
+    assert {loop.label: (loop.program, cell.profile, cell.mode, cell.precision, cell.backend)
+            for loop, cell in cells.items()} == {
+        "torch example b32": ("impls.plain.torch_example", "native", "eager", "default", None),
+        "jax example b32": ("impls.plain.jax_example", "native", "step", "default", None),
+        "keras[jax] example b32": ("impls.plain.keras_example", "native", "fit", "default", "jax"),
+        "torch eager b32": ("impls.plain.torch_mlp", "equal", "eager", "float32", None),
+        "jax scan b32": ("impls.plain.jax_mlp", "equal", "scan", "float32", None)}
+    # each the cell harness.run makes for those options (so its result file is that cell's)
+    assert all(cell.hyper.epochs == 2 and cell.data.train_rows == LIMIT for cell in cells.values())
+    assert cells[loops[0]].id.startswith("mnist-mlp-torch-eager-native-b32-")
+
+
+def test_every_framework_example_loop_is_in_the_cpu_plans_and_the_archive():
+    from harness.archive import PLAIN_LOOPS
+
+    examples = [f"{name}:example:32" for name, modes in plain_loops.suite_modes().items()
+                if modes.get("example", (None, None))[1] == "native"]
+    assert len(examples) == 3
+    assert set(examples) <= set(plain_loops.PLANS["cpu"].loops)
+    plan = plain_loops.PLANS["cpu-examples"]
+    assert (plan.device, plan.epochs, sorted(plan.loops)) == ("cpu", 5, sorted(examples))
+    assert set(examples) <= set(PLAIN_LOOPS["cpu"])
+
+
+def test_table_names_the_profile_and_mode_of_each_suite_cell():
+    loops = [plain_loops.parse_loop(spec) for spec in ("torch:example:32", "torch:eager:32", "jax:example:32")]
+    cells = plain_loops.suite_cells(loops, "cpu", 2, 0, LIMIT)
+    example, eager, skipped = (cells[loop] for loop in loops)
+
+    def record(cell, loop_rate, suite_rate):
+        return {"loop": {"status": "ok", "result": {"train_samples_per_s_median": loop_rate, "test_accuracy": 0.9}},
+                "suite": {"profile": cell.profile, "mode": cell.mode, "train_samples_per_s_median": suite_rate,
+                          "test_accuracy": 0.9}}
+
+    old = record(eager, 100.0, 50.0)
+    del old["suite"]["profile"], old["suite"]["mode"]  # a record written before the profile was kept
+    table = plain_loops.table(loops, cells, {example.id: record(example, 200.0, 300.0), eager.id: old},
+                              {example.id, eager.id}, {loops[2]: "skipped: grain not installed here"}, False)
+    rows = [line.split(" | ") for line in table.splitlines()]
+    assert rows[0][:3] == ["| loop", "suite cell", "loop samples/s"]
+    assert rows[2][:6] == ["| torch example b32", "native eager", "200", "300", "1.50", "0.9000"]
+    assert rows[3][:3] == ["| torch eager b32", "equal", "100"]
+    assert rows[4][:3] == ["| jax example b32", "native step", "skipped: grain not installed here"]
 
 
 @pytest.mark.framework
 @pytest.mark.parametrize("loop", [pytest.param(spec, marks=needs(spec.split(":")[0]), id=spec)
-                                  for spec in ("torch:eager:32", "jax:scan:32", "keras:fit-jit:32")])
+                                  for spec in ("torch:eager:32", "jax:scan:32", "keras:fit-jit:32",
+                                               "torch:example:32", "jax:example:32", "keras:example:32")])
 def test_runner_sets_loop_beside_suite_cell_in_table_and_json(loop, tmp_path, capsys):
     missing = next((name for name in plain_loops.suite_modes() if not runs_here(name)), None)
     other = {"torch": "torch:eager:32", "jax": "jax:step:32", "keras": "keras:fit:32"}.get(missing)
@@ -114,7 +178,13 @@ def test_runner_sets_loop_beside_suite_cell_in_table_and_json(loop, tmp_path, ca
     loop_rate = pair["loop"]["result"]["train_samples_per_s_median"]
     suite_rate = pair["suite"]["train_samples_per_s_median"]
     row = next(line for line in out.splitlines() if line.startswith(f"| {label} |"))
-    assert row.split(" | ")[1:4] == [f"{loop_rate:,.0f}", f"{suite_rate:,.0f}", f"{suite_rate / loop_rate:,.2f}"]
+    profile = "native" if loop.split(":")[1] == "example" else "equal"
+    assert (pair["suite"]["profile"], pair["suite"]["precision"]) == \
+        (profile, "default" if profile == "native" else "float32")
+    assert row.split(" | ")[1:5] == [f"{profile} {pair['suite']['mode']}", f"{loop_rate:,.0f}", f"{suite_rate:,.0f}",
+                                     f"{suite_rate / loop_rate:,.2f}"]
+    if profile == "native":  # the example's own seed, init, order and maths: the cell's model, to the image
+        assert pair["loop"]["result"]["test_accuracy"] == pytest.approx(pair["suite"]["test_accuracy"], abs=1e-6)
     assert pair["loop"]["environment"]["CUDA_VISIBLE_DEVICES"] == ""  # the cell's environment
     if other:  # a framework missing here is skipped with the env that has it
         assert f"skip {plain_loops.parse_loop(other).label}: " in err and "into the same --out" in err

@@ -11,9 +11,9 @@ import sys
 import numpy as np
 
 
-def parse_args(framework: str, modes: tuple[str, ...]) -> argparse.Namespace:
-    """The loop's options; its first mode is the default."""
-    p = argparse.ArgumentParser(prog=f"python -m impls.plain.{framework}_mlp",
+def parse_args(framework: str, modes: tuple[str, ...], program: str = "mlp") -> argparse.Namespace:
+    """The options of the loop impls/plain/<framework>_<program>.py; its first mode is the default."""
+    p = argparse.ArgumentParser(prog=f"python -m impls.plain.{framework}_{program}",
                                 description=f"Train the MNIST MLP (784-784-16-10) in plain {framework}; "
                                             "print one JSON line of its timings and test accuracy.")
     p.add_argument("data", help="MNIST as a Keras-format .npz (x_train, y_train, x_test, y_test as uint8), "
@@ -36,12 +36,18 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
-def load_mnist(path: str, limit: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(x_train, y_train, x_test, y_test): images flattened to 784 float32 in [0, 1], labels int32."""
+def read_npz(path: str, limit: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(x_train, y_train, x_test, y_test) as the file stores them: uint8, images (N, 28, 28)."""
     with np.load(path) as f:
         x_train, y_train, x_test, y_test = (f[k] for k in ("x_train", "y_train", "x_test", "y_test"))
     if limit:
         x_train, y_train = x_train[:limit], y_train[:limit]
+    return x_train, y_train, x_test, y_test
+
+
+def load_mnist(path: str, limit: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(x_train, y_train, x_test, y_test): images flattened to 784 float32 in [0, 1], labels int32."""
+    x_train, y_train, x_test, y_test = read_npz(path, limit)
 
     def flat(x):
         return x.reshape(len(x), -1).astype(np.float32) / np.float32(255)
