@@ -57,7 +57,8 @@ class ToyImpl(ImplBase):
 
     def settings(self):
         return {"deviations": {"init": "the harness's canonical weights", "data_path": "numpy arrays",
-                               "batch_order": "the harness's", "optimizer": "plain SGD", "data_source": "the harness's"}}
+                               "batch_order": "the harness's", "optimizer": "plain SGD",
+                               "data_source": "the harness's"}}
 
 
 def softmax(z):
