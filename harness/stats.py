@@ -195,7 +195,7 @@ def _verdict(name_x, times_x, name_y, times_y, faster_above: float, slower_below
         return Verdict("slower", ratio, p_value, _beyond_text(name_y, "faster", name_x, _inverse(ratio)))
     kind = "same" if slower_below <= ratio.low and ratio.high <= faster_above else "undecided"
     low, high = _ratio_texts(ratio.low, ratio.high)
-    return Verdict(kind, ratio, p_value, f"no measurable difference ({low}-{high})")
+    return Verdict(kind, ratio, p_value, f"{name_x} against {name_y}: no measurable difference ({low}-{high})")
 
 
 def compare_speed(name_x: str, times_x, name_y: str, times_y, noise_floor: float = 1.0,

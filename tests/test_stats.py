@@ -75,7 +75,7 @@ def test_a_tight_pair_of_equal_samples_inside_the_floor_is_the_same():
     rng = np.random.default_rng(5)
     verdict = compare_speed("jax", trials(rng, 5, 0.02), "torch", trials(rng, 5, 0.02), noise_floor=1.1)
     assert verdict.kind == "same" and verdict.decided
-    assert re.fullmatch(r"no measurable difference \(0\.\d\d-1\.\d\d\)", verdict.text)
+    assert re.fullmatch(r"jax against torch: no measurable difference \(0\.\d\d-1\.\d\d\)", verdict.text)
     assert compare_speed("jax", [1.0] * 4, "torch", [1.0] * 4, noise_floor=1.1).kind == "same"
     with pytest.raises(ValueError):
         compare_speed("jax", [1.0] * 4, "torch", [1.0] * 4, noise_floor=0.9)
@@ -148,7 +148,7 @@ def test_no_difference_text_and_interval_text():
     rng = np.random.default_rng(11)
     verdict = compare_speed("a", trials(rng, 5, 0.15), "b", trials(rng, 5, 0.15))
     assert verdict.kind == "undecided" and not verdict.decided
-    assert verdict.text == f"no measurable difference ({verdict.ratio.low:.2f}-{verdict.ratio.high:.2f})"
+    assert verdict.text == f"a against b: no measurable difference ({verdict.ratio.low:.2f}-{verdict.ratio.high:.2f})"
     assert Interval(1.82, 1.61, 2.03, 5).text(".2f") == "1.82 (1.61-2.03)"
     assert Interval(1.82, math.nan, math.nan, 2).text(".2f") == "1.82"
 
