@@ -155,7 +155,7 @@ def test_summary_goes_first_to_the_terminal_the_markdown_and_the_page(full):
                         "jax scan against torch eager: 1 and 2 trials, no verdict (3 needed)")
     assert lines[5] == "  not measured: keras[jax] fit diverged"
     assert lines[6] == ("  test accuracy 0.9000-0.9100 (means over 2 seeds), 0.0100 apart at one seed: "
-                        "BEYOND the parity tolerance 0.0051")
+                        f"BEYOND the parity tolerance {TOLERANCE['logistic']:.4f}")
     assert lines[7].endswith("ahead of every mode in total time from epoch 37")
     assert markdown.index(lines[4]) < markdown.index("## mnist / logistic on cpu")
     assert page.index(lines[4].replace("'", "&#x27;")) < page.index("<table")

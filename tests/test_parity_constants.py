@@ -1,0 +1,38 @@
+"""harness/parity.py's constants are what seed_spread computes from the committed CPU archive,
+not numbers copied by hand: remaking the seed spread without updating them fails here."""
+from __future__ import annotations
+
+import pytest
+
+from harness.files import REPO_ROOT
+from harness.parity import NATIVE_MEAN_GAP, NATIVE_SEED_SD, SEED_SD, seed_spread
+
+SEED_SPREAD = REPO_ROOT / "results" / "cpu-epyc-2c" / "seed-spread"
+
+
+@pytest.fixture(scope="module")
+def measured():
+    spread = seed_spread(SEED_SPREAD)
+    assert spread, f"no seed-spread results in {SEED_SPREAD}: python -m harness.archive cpu results/cpu-epyc-2c"
+    return spread
+
+
+def test_equal_sds_are_the_archives(measured):
+    assert SEED_SD == {model: v["sd"] for model, v in measured["equal"].items()}
+
+
+def test_native_sds_and_mean_gaps_are_the_archives(measured):
+    assert NATIVE_SEED_SD == {model: v["sd"] for model, v in measured["native"].items()}
+    assert NATIVE_MEAN_GAP == {model: v["mean_gap"] for model, v in measured["native"].items()}
+
+
+def test_seed_spread_counts_every_framework_and_five_seeds():
+    from harness.results import Result
+    from harness.store import Store
+
+    seeds: dict[tuple, set] = {}
+    for _, r in Store(SEED_SPREAD).results():
+        if isinstance(r, Result) and r.status == "ok":
+            seeds.setdefault((r.cell.profile, r.cell.model, r.cell.framework), set()).add(r.cell.hyper.seed)
+    assert {len(s) for s in seeds.values()} == {5}, seeds
+    assert {fw for _, _, fw in seeds} == {"torch", "jax", "keras"}
