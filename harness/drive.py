@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_report:
         from harness.report.__main__ import main as report_main
 
-        report_main([str(store.root)])
+        report_main([str(store.root), "--html"])
     return 1 if failures else 0
 
 
