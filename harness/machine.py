@@ -24,9 +24,14 @@ CONTENDED_CORES = 0.2
 
 # ---------------------------------------------------------------- the machine and the code
 def git_info() -> tuple[str, bool]:
+    """(the commit of the code, whether the code has uncommitted changes).
+
+    The code's commit is the last one that changed CODE_PATHS, not HEAD: a commit of results or
+    docs changes nothing that runs, so results made before and after it are one commit's, and
+    a long archive run resumes across it."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                                text=True, timeout=10).stdout.strip()
+        commit = subprocess.run(["git", "log", "-1", "--format=%H", "--", *CODE_PATHS], cwd=REPO_ROOT,
+                                capture_output=True, text=True, timeout=10).stdout.strip()
         # the code's files only: rewriting results/ while a matrix runs is not a dirty tree
         dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS],
                                     cwd=REPO_ROOT, capture_output=True, text=True, timeout=10).stdout.strip())
