@@ -1,17 +1,19 @@
 """python -m harness.archive: remake a machine's committed archive at one commit, in one command.
 
-    python -m harness.archive cpu results/cpu-epyc-2c       every step below, resumable
-    python -m harness.archive cpu results/cpu-epyc-2c --dry-run   the steps and their cells, nothing run
+    python -m harness.archive cpu results/cpu-epyc-2c --fresh     every step below, from nothing
+    python -m harness.archive cpu results/cpu-epyc-2c             resume one cut short
+    python -m harness.archive cpu results/cpu-epyc-2c --dry-run   the steps, nothing run
 
-Steps, each through the interleaving driver (harness.drive), each resumable: the seed spread
-that the parity tolerances come from, the matrix (every model, framework, mode, Keras backend
-and profile) with an A/A twin each round, the batch-size crossover into the matrix's folder
-(its batch-32 cells are the matrix's own), the plain reference loops beside their suite cells
-(in each framework's environment), then the archive's report. A rerun of the same command
-continues where it stopped. The commit is checked: an archive holds one commit's results, and
-a remake at another commit must start afresh (--fresh removes the steps' old results; git's
-history keeps the committed ones). Everything the command prints goes to <archive>/remake.log
-too.
+Steps, in this order (the timing evidence first), each resumable: the matrix through the
+interleaving driver (harness.drive: every model, framework, mode, Keras backend and profile,
+4 rounds with an A/A twin each, then top-up rounds for any configuration with fewer than 4
+uncontended trials); the plain reference and example loops beside their suite cells (in each
+framework's environment); the seed spread that the parity tolerances come from (accuracy
+only, so a busy machine does not spoil it); then the archive's report. A rerun of the same
+command continues where it stopped. The commit is checked: an archive holds one commit's
+results (the code's commit: harness.machine.git_info), and a remake at another commit must
+start afresh (--fresh removes the steps' old results; git's history keeps the committed
+ones). Everything the command prints goes to <archive>/remake.log too.
 """
 from __future__ import annotations
 
@@ -28,13 +30,10 @@ from harness.files import REPO_ROOT, write_json_atomic
 from harness.options import Parser
 from harness.spec import HarnessError, cli_main
 
-# name: [(folder, harness.drive arguments)], run in this order (the cheapest evidence first)
+# name: ([(folder, harness.drive arguments)] before the plain loops, [...] after them)
 ARCHIVES = {
-    "cpu": [
-        ("seed-spread", ["--plan", "cpu-seed-spread", "--rounds", "5", "--no-twin"]),
-        ("matrix", ["--plan", "cpu-archive", "--rounds", "4"]),
-        ("matrix", ["--plan", "cpu-crossover", "--rounds", "3"]),
-    ],
+    "cpu": ([("matrix", ["--plan", "cpu-archive", "--rounds", "4", "--min-uncontended", "4"])],
+            [("seed-spread", ["--plan", "cpu-seed-spread", "--rounds", "5", "--no-twin"])]),
 }
 PLAIN_LOOPS = {"cpu": ["--loop", "torch:eager:32", "jax:step:32", "jax:scan:32", "keras:fit:32", "keras:fit-jit:32",
                        "torch:example:32", "jax:example:32", "keras:example:32", "--device", "cpu", "--epochs", "5"]}
@@ -72,7 +71,7 @@ def check_commit(archive: Path, fresh: bool) -> str:
             raise HarnessError(f"{archive} holds the results of commit {before[:10]}, this checkout is {commit[:10]}: "
                                "remake it whole with --fresh (git history keeps the old results)")
     if fresh:
-        for step in {folder for steps in ARCHIVES.values() for folder, _ in steps} | {"plain-loops"}:
+        for step in {folder for steps in ARCHIVES.values() for part in steps for folder, _ in part} | {"plain-loops"}:
             shutil.rmtree(archive / step, ignore_errors=True)
     write_json_atomic(marker, {"commit": commit, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     return commit
@@ -95,26 +94,36 @@ def remake(kind: str, archive: Path, dry_run: bool) -> int:
     """Run the steps; the number of failed cells."""
     from harness import drive
 
-    steps = ARCHIVES[kind]
-    failures, start = 0, time.time()
-    for i, (folder, argv) in enumerate(steps, 1):
-        full = [*argv, "--out", str(archive / folder), "--quiet", "--no-report"]
-        print(f"\n== step {i}/{len(steps) + 2}: python -m harness.drive {' '.join(full)}  "
-              f"({(time.time() - start) / 60:.0f} min so far)", flush=True)
-        if dry_run:
-            continue
-        failures += drive.main(full)
+    before, after = ARCHIVES[kind]
+    total = len(before) + len(after) + 2
+    failures, start, number = 0, time.time(), 0
+
+    def header(what: str) -> None:
+        nonlocal number
+        number += 1
+        print(f"\n== step {number}/{total}: {what}  ({(time.time() - start) / 60:.0f} min so far)", flush=True)
+
+    def drive_steps(steps) -> int:
+        failed = 0
+        for folder, argv in steps:
+            full = [*argv, "--out", str(archive / folder), "--quiet", "--no-report"]
+            header(f"python -m harness.drive {' '.join(full)}")
+            if not dry_run:
+                failed += drive.main(full)
+        return failed
+
+    failures += drive_steps(before)
     loops = [*PLAIN_LOOPS[kind], "--out", str(archive / "plain-loops"), "--quiet"]
-    print(f"\n== step {len(steps) + 1}/{len(steps) + 2}: python -m harness.plain_loops {' '.join(loops)}, "
-          "in each framework's environment", flush=True)
+    header(f"python -m harness.plain_loops {' '.join(loops)}, in each framework's environment")
     if not dry_run:
         for python in env_pythons():
             proc = subprocess.run([python, "-m", "harness.plain_loops", *loops], cwd=REPO_ROOT,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             print(proc.stdout, end="", flush=True)  # through the log
             failures += proc.returncode != 0
+    failures += drive_steps(after)
     report = [*(str(archive / f) for f in REPORTED), "--out-dir", str(archive), "--html"]
-    print(f"\n== step {len(steps) + 2}/{len(steps) + 2}: python -m harness.report {' '.join(report)}", flush=True)
+    header(f"python -m harness.report {' '.join(report)}")
     if not dry_run:
         from harness.report.__main__ import main as report_main
 

@@ -16,8 +16,11 @@ whose ratio to the original is the machine's noise floor.
 
 After round 4 (the fewest trials that can give a verdict), the driver adds rounds until every
 verdict of the summary is decided (a difference beyond the noise floor, or none) or the next
-round would overrun --budget; --rounds sets a fixed count instead. A rerun of the same
-command resumes: trials already finished are not run again.
+round would overrun --budget; --rounds sets a fixed count instead. With --min-uncontended N,
+top-up rounds follow the fixed ones (as many at most), each of only the configurations that
+have fewer than N finished trials no other process contended for, so a trial lost to a busy
+machine is made up at a new seed. A rerun of the same command resumes: trials already
+finished are not run again.
 """
 from __future__ import annotations
 
@@ -89,6 +92,19 @@ def round_cells(configurations: list[Cell], number: int, first_seed: int, same_s
     return cells + [trial(configurations[0], twin=True)] if twin and configurations else cells
 
 
+def short_of(configurations: list[Cell], store, wanted: int) -> list[Cell]:
+    """The configurations with fewer than `wanted` finished trials that nothing contended for."""
+    from collections import Counter
+
+    counted = Counter()
+    for _, r in store.results():
+        if isinstance(r, Exception) or r.status != "ok" or r.cell.twin:
+            continue
+        if r.env.contention is None or not r.env.contention.contended:
+            counted[r.cell.configuration.id] += 1
+    return [c for c in configurations if counted[c.configuration.id] < wanted]
+
+
 def undecided(store) -> list[str]:
     """The summary's verdicts not yet decided, from what the folder holds now."""
     from harness.report.read import read_results
@@ -103,7 +119,8 @@ def undecided(store) -> list[str]:
 
 
 def drive(configurations: list[Cell], store, args, python_for) -> int:
-    """Run rounds until the verdicts are decided or the budget is spent; the number of rounds run."""
+    """Run rounds until the verdicts are decided or the budget is spent, then top-up rounds
+    (--min-uncontended) for the configurations short of uncontended trials; the failures."""
     from harness.executor import FAILED, run_matrix, warn_if_busy
     from impls.records import framework
 
@@ -115,13 +132,22 @@ def drive(configurations: list[Cell], store, args, python_for) -> int:
     warn_if_busy(print)
     while True:
         number += 1
-        if args.rounds and number > args.rounds:
-            break
         elapsed = time.time() - start
-        if not args.rounds and durations and elapsed + max(durations[-2:]) > args.budget:
-            print(f"stop: round {number} would not end within the budget ({args.budget / 60:.0f} min)")
-            break
-        cells = round_cells(configurations, number, args.seed[0], args.same_seed, not args.no_twin)
+        if args.rounds and number > args.rounds:
+            short = short_of(configurations, store, args.min_uncontended) if args.min_uncontended else []
+            if short and number > 2 * args.rounds:
+                print(f"{len(short)} configurations still have fewer than {args.min_uncontended} uncontended "
+                      f"trials after {args.rounds} top-up rounds: " + ", ".join(c.label for c in short[:3]))
+            if not short or number > 2 * args.rounds:
+                break
+            print(f"top-up round {number}: {len(short)} configurations have fewer than {args.min_uncontended} "
+                  "uncontended trials", flush=True)
+            cells = round_cells(short, number, args.seed[0], args.same_seed, twin=False)
+        else:
+            if not args.rounds and durations and elapsed + max(durations[-2:]) > args.budget:
+                print(f"stop: round {number} would not end within the budget ({args.budget / 60:.0f} min)")
+                break
+            cells = round_cells(configurations, number, args.seed[0], args.same_seed, not args.no_twin)
         order_seed = random.randrange(2**31)
         random.Random(order_seed).shuffle(cells)
         context = {c.id: {"round": {"drive": drive_id, "number": number, "position": i + 1, "size": len(cells),
@@ -129,13 +155,14 @@ def drive(configurations: list[Cell], store, args, python_for) -> int:
         began = time.time()
         counts = run_matrix(cells, store, args.force, args.quiet, python_for=python_for,
                             context_for=lambda c: context[c.id], missing=missing)
-        durations.append(time.time() - began)
+        if set(counts) - {"skipped", "done before"}:  # a round a rerun found done says nothing of the time to go
+            durations.append(time.time() - began)
         failures += sum(counts.get(k, 0) for k in FAILED)
-        mean = sum(durations) / len(durations)
-        left = (f"; about {(args.rounds - number) * mean / 60:.0f} min to go ({args.rounds - number} rounds)"
-                if args.rounds else
+        mean = sum(durations) / len(durations) if durations else 0.0
+        left = (f"; about {max(0, args.rounds - number) * mean / 60:.0f} min to go "
+                f"({max(0, args.rounds - number)} rounds)" if args.rounds else
                 f"; {max(0.0, args.budget - (time.time() - start)) / 60:.0f} min of the budget left")
-        print(f"round {number} done in {durations[-1] / 60:.1f} min: "
+        print(f"round {number} done in {(time.time() - began) / 60:.1f} min: "
               + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + left, flush=True)
         if not args.rounds and number >= VERDICT_ROUNDS:
             pending = undecided(store)
@@ -155,6 +182,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", type=parse_budget, default=parse_budget(DEFAULT_BUDGET),
                    help=f"add rounds until the verdicts are decided or this time is spent (default {DEFAULT_BUDGET})")
     p.add_argument("--rounds", type=positive_int, help="run exactly this many rounds (in place of --budget)")
+    p.add_argument("--min-uncontended", type=positive_int, metavar="N",
+                   help="after --rounds, up to as many top-up rounds, each of the configurations that have fewer "
+                        "than N finished trials that no other process contended for")
     p.add_argument("--same-seed", action="store_true", help="every round at the first seed (default: seed first+r-1)")
     p.add_argument("--no-twin", action="store_true", help="no A/A twin (no noise floor)")
     p.add_argument("--python", nargs="+", default=[], metavar="FRAMEWORK=PATH",
@@ -174,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         argv = MAIN_JOB + argv
     args = parser().parse_args(argv)
     refuse_ignored(args, given_options(argv) - {"trials"})
+    if args.min_uncontended and not args.rounds:
+        raise HarnessError("--min-uncontended tops up after a fixed number of rounds: give --rounds too")
     if "trials" in chosen:
         raise HarnessError("the driver makes one trial per round: give --rounds (or --budget), not --trials")
     given = dict(item.split("=", 1) for item in args.python if "=" in item)

@@ -65,3 +65,18 @@ def test_harness_run_trials_are_separate_processes_at_one_seed(tmp_path):
     assert proc.returncode == 0, proc.stderr
     cells = [json.loads(p.read_text())["cell"] for p in tmp_path.glob("*.json")]
     assert sorted(c["trial"] for c in cells) == [0, 1, 2] and {c["hyper"]["seed"] for c in cells} == {0}
+
+
+def test_top_up_rounds_make_up_only_the_trials_that_were_contended(tmp_path):
+    harness_run(*TWO, "--rounds", "2", out=tmp_path, module="harness.drive")
+    lost = sorted(tmp_path.glob("*timed*.json"))[0]
+    for path in tmp_path.glob("*.json"):  # tiny cells' contention is noise: set it
+        doc = json.loads(path.read_text())
+        doc["env"]["contention"]["contended"] = path == lost  # as if a build had run beside that one
+        path.write_text(json.dumps(doc))
+    again = harness_run(*TWO, "--rounds", "2", "--min-uncontended", "2", out=tmp_path, module="harness.drive")
+    assert again.returncode == 0, again.stderr
+    assert "top-up round 3: 1 configurations have fewer than 2 uncontended trials" in again.stdout
+    third = [d for d in rounds_in(tmp_path) if d["env"]["round"]["number"] == 3]
+    assert [(d["cell"]["framework"], d["cell"]["twin"], d["cell"]["hyper"]["seed"]) for d in third] == [("timed", False, 2)]
+    assert "top-up round 4" not in again.stdout  # made up: no further round
