@@ -581,3 +581,10 @@ def test_ratios_stay_within_one_device_of_one_machine(tmp_path):
     assert rows.query("device == 'cpu'")["slowdown"].tolist() == [1.0]
     assert rows.query("device == 'cuda' and label == 'torch eager' and hyper_batch_size == 100")["slowdown"].tolist() == [
         pytest.approx(1_500_000 / 240_000)]
+
+
+def test_the_readme_section_takes_an_archive_and_says_what_one_is(tmp_path):
+    with pytest.raises(HarnessError, match="is not an archive .* it has no matrix/"):
+        main([str(tmp_path), "--readme"])
+    with pytest.raises(HarnessError, match="one archive folder"):
+        main([str(tmp_path), str(tmp_path), "--readme"])

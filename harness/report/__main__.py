@@ -7,6 +7,7 @@
     python -m harness.report --compare A B            B against A per framework and mode (COMPARE.md);
                                                       on one machine, exit 1 on a regression
     python -m harness.report ARCHIVE --readme         the README's section drawn from an archive
+                                                      (harness.archive's folder, e.g. results/cpu-epyc-2c)
 
 Reads result files (schema v2) and pytest-benchmark files recursively; a file that is
 neither is named on stderr and skipped. The terminal gets the summary and the paths
@@ -104,18 +105,20 @@ def compare(a: Path, b: Path, out_dir: Path, with_html: bool) -> tuple[list[str]
     return doc.summary + [f"wrote {p}" for p in written], result.regressed
 
 
-def readme_text(dirs: list[Path]) -> str:
-    """The README's archive section for one machine's results."""
-    from harness.report.readme import readme_section
+def readme_text(archive: Path) -> str:
+    """The README's section for one machine's archive (harness.archive's folder)."""
+    from harness.report.readme import archive_parts, readme_section
 
-    df = read_results(dirs)
+    folders, loops, spread = archive_parts(archive)
+    df = read_results(folders)
     cells = df[df["source"] == "harness"]
     machines = sorted(cells["machine"].unique())
     if len(machines) != 1:
-        raise HarnessError(f"--readme takes one machine's results, these hold {len(machines)}: {', '.join(machines)}")
+        raise HarnessError(f"--readme takes one machine's archive, {archive} holds {len(machines)}: "
+                           f"{', '.join(machines)}")
     all_tables = tables(summarise(cells), cells)
     floor = noise_floor(all_tables)
-    return readme_section(machines[0], headlines(all_tables, floor), floor)
+    return readme_section(machines[0], headlines(all_tables, floor), all_tables, floor, loops, spread)
 
 
 def write_csv(dirs: list[Path], target: str, out_dir: Path) -> None:
@@ -155,7 +158,9 @@ def main(argv: list[str] | None = None) -> int:
         write_csv(args.dirs, args.csv, args.out_dir)
         return 0
     if args.readme:
-        print(readme_text(args.dirs))
+        if len(args.dirs) != 1:
+            raise HarnessError("--readme takes one archive folder, e.g. results/cpu-epyc-2c")
+        print(readme_text(args.dirs[0]))
         return 0
     if args.compare:
         lines, regressed = compare(*args.compare, args.out_dir, args.html)

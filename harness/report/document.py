@@ -198,15 +198,22 @@ def table_section(table: Table, figures: Figures) -> Section:
 
 
 # ---------------------------------------------------------------- after the main comparison
+def native_ratio(pair: dict) -> str:
+    """'0.85 (0.80-0.90)': native's training rate over equal's, with its 95% interval over trials."""
+    interval = "" if missing(pair["low"]) else f" ({pair['low']:.2f}-{pair['high']:.2f})"
+    return num(pair["native ÷ equal"], "{:.2f}") + interval
+
+
 def native_section(tables: list[Table]) -> Section | None:
     pairs = native_vs_equal(tables)
     if pairs.empty:
         return None
     frame = pairs.assign(**{"equal samples/s": pairs["equal samples/s"].map(rate),
                             "native samples/s": pairs["native samples/s"].map(rate),
-                            "native ÷ equal": pairs["native ÷ equal"].map(lambda x: num(x, "{:.2f}")),
+                            "native ÷ equal": [native_ratio(r) for r in pairs.to_dict("records")],
                             "equal accuracy": pairs["equal accuracy"].map(lambda x: num(x, "{:.4f}")),
                             "native accuracy": pairs["native accuracy"].map(lambda x: num(x, "{:.4f}"))})
+    frame = frame.drop(columns=["low", "high"])
     return Section("Native against equal profile", "native-against-equal", [
         ("p", "Profile native runs the code each framework's users write (its own init, optimizer defaults, "
               "precision and input pipeline); equal runs the same weights, batch order and maths everywhere. "

@@ -79,6 +79,12 @@ def headlines(tables: list[Table], floor: NoiseFloor) -> list[Headline]:
     return [headline(t, rows, settings, floor) for t in tables if not t.recipe for rows, settings in comparisons(t)]
 
 
+def ratio_bounds(times_x, times_y) -> tuple[float, float]:
+    """The 95% interval of how many times faster x is than y (NaN with too few trials)."""
+    ratio = stats.speed_ratio(times_x, times_y) if len(times_x) and len(times_y) else None
+    return (ratio.low, ratio.high) if ratio else (math.nan, math.nan)
+
+
 def native_vs_equal(tables: list[Table]) -> pd.DataFrame:
     """Per framework and mode, the native profile's training rate and accuracy against the equal profile's."""
     out = []
@@ -95,6 +101,7 @@ def native_vs_equal(tables: list[Table]) -> pd.DataFrame:
             out.append({"table": t.title, "row": ", ".join([e["label"]] + [setting(c, e[c]) for c in key[1:]]),
                         "equal samples/s": e["sps_median_e"], "native samples/s": e["sps_median_n"],
                         "native ÷ equal": e["sps_median_n"] / e["sps_median_e"],
+                        **dict(zip(("low", "high"), ratio_bounds(e["times_n"], e["times_e"]))),
                         "equal accuracy": e["acc_mean_e"], "native accuracy": e["acc_mean_n"]})
     return pd.DataFrame(out)
 

@@ -1,5 +1,8 @@
-"""The README's CPU section, computed from an archive: one table per profile (a row per framework
-and mode, a column group per model), the verdicts, and where the time goes.
+"""The README's CPU section, computed from an archive (harness.archive's layout: matrix/,
+plain-loops/, seed-spread/): per profile a table of training rates with their intervals and
+accuracies, the verdicts, and where a steady step's time goes in microseconds; native against
+equal; the frameworks' example loops beside their native cells; the seed spread that the
+parity tolerances come from.
 
 `python -m harness.report ARCHIVE --readme` prints it; the README carries it between the
 lines `<!-- archive: begin -->` and `<!-- archive: end -->`, and tests/test_readme.py checks
@@ -7,57 +10,139 @@ that it is what this module computes from the committed archive now.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
-from harness.report.document import SPLIT_PARTS, headline_lines, num, samples_per_s
-from harness.report.headline import Headline
+from harness.report.document import SPLIT_PARTS, headline_lines, native_ratio, num, rate, samples_per_s
+from harness.report.headline import Headline, native_vs_equal
 from harness.report.render import Grid, md_table
-from harness.report.summary import missing
+from harness.report.summary import Table, missing
 from harness.report.verdicts import NoiseFloor, contenders
 
 BEGIN, END = "<!-- archive: begin -->", "<!-- archive: end -->"
+MODEL_ORDER = {"logistic": 0, "mlp": 1, "cnn": 2}
 
 
-def split_shares(r: dict) -> str:
-    """'12% / 30% / 58%': input pipeline / overhead / arithmetic of a steady epoch."""
+def split_us(r: dict) -> str:
+    """'3 / 41 / 12': a steady step's microseconds of input pipeline / overhead / arithmetic."""
     parts = [r.get(c) for c in SPLIT_PARTS]
-    if any(missing(p) for p in parts[1:]):
+    steps = r.get("steps_per_epoch")
+    if missing(steps) or not steps or any(missing(p) for p in parts[1:]):
         return "—"
-    total = sum(0.0 if missing(p) else p for p in parts)
-    return " / ".join("?" if missing(p) else f"{p / total:.0%}" for p in parts) if total else "—"
+    return " / ".join("?" if missing(p) else f"{1e6 * p / steps:,.0f}" for p in parts)
 
 
-def profile_table(heads: list[Headline]) -> Grid:
-    """One row per framework and mode, for each model its samples/s with interval, trials,
-    accuracy and time split (the comparisons of one profile)."""
+def per_model_grid(heads: list[Headline], columns: dict[str, callable]) -> Grid:
+    """One row per framework and mode, for each model the given columns (name -> row -> text)."""
     models = [h.table.model for h in heads]
     rows: dict[str, dict] = {}
     for h in heads:
         for r in contenders(h.compared).to_dict("records"):
             row = rows.setdefault(r["label"], {"framework, mode": r["label"]})
-            row[f"{h.table.model} samples/s (95% interval)"] = samples_per_s(r)
-            row[f"{h.table.model} trials"] = str(r["n_trials"])
-            row[f"{h.table.model} test accuracy"] = (f"{r['acc_mean']:.4f} ± {num(r['acc_sd'], '{:.4f}')}"
-                                                     if r["acc_values"] else "—")
-            row[f"{h.table.model} input / overhead / arithmetic"] = split_shares(r)
-    columns = ["framework, mode"] + [f"{m} {what}" for m in models
-                                     for what in ("samples/s (95% interval)", "trials", "test accuracy",
-                                                  "input / overhead / arithmetic")]
-    return Grid(pd.DataFrame(list(rows.values())).reindex(columns=columns).fillna("—"))
+            row.update({f"{h.table.model} {name}": show(r) for name, show in columns.items()})
+    names = ["framework, mode"] + [f"{m} {name}" for m in models for name in columns]
+    return Grid(pd.DataFrame(list(rows.values())).reindex(columns=names).fillna("—"))
 
 
-def readme_section(machine: str, heads: list[Headline], floor: NoiseFloor) -> str:
+SPEED_COLUMNS = {
+    "samples/s (95% interval)": samples_per_s,
+    "trials": lambda r: str(r["n_trials"]),
+    "test accuracy": lambda r: f"{r['acc_mean']:.4f} ± {num(r['acc_sd'], '{:.4f}')}" if r["acc_values"] else "—",
+}
+SPLIT_COLUMNS = {"µs a step": split_us}
+
+
+def native_table(tables: list[Table]) -> Grid | None:
+    pairs = native_vs_equal([t for t in tables if t.device == "cpu"])
+    if pairs.empty:
+        return None
+    ratio = [native_ratio(r) for r in pairs.to_dict("records")]
+    return Grid(pd.DataFrame({"model": pairs["table"].str.split(" / ").str[1].str.split(" on ").str[0],
+                              "framework, mode": pairs["row"],
+                              "equal samples/s": pairs["equal samples/s"].map(rate),
+                              "native samples/s": pairs["native samples/s"].map(rate),
+                              "native ÷ equal (95% interval)": ratio,
+                              "equal accuracy": pairs["equal accuracy"].map(lambda x: num(x, "{:.4f}")),
+                              "native accuracy": pairs["native accuracy"].map(lambda x: num(x, "{:.4f}"))}))
+
+
+def loops_table(pairs: dict) -> Grid | None:
+    """The plain loops beside their suite cells (harness.plain_loops' plain-loops.json)."""
+    from harness.plain_loops import samples_per_s as pair_rate, suite_cell
+
+    rows = []
+    for record in pairs.values():
+        loop, suite = pair_rate(record, "loop"), pair_rate(record, "suite")
+        rows.append({"loop": record.get("label", "?"),
+                     "suite cell": suite_cell(record["suite"]),
+                     "loop samples/s": rate(loop), "suite samples/s": rate(suite),
+                     "suite ÷ loop": num(suite / loop if loop and suite else None, "{:.2f}"),
+                     "loop accuracy": num(record["loop"].get("result", {}).get("test_accuracy"), "{:.4f}"),
+                     "suite accuracy": num(record["suite"].get("test_accuracy"), "{:.4f}")})
+    return Grid(pd.DataFrame(rows).sort_values(["suite cell", "loop"], kind="stable")) if rows else None
+
+
+def spread_table(spread: dict) -> Grid | None:
+    """Per model and profile: the seed-to-seed sd, native's gap between means, the bound they give."""
+    from harness.parity import TOLERANCES
+
+    rows = [{"profile": profile, "model": model, "largest seed-to-seed sd": f"{s['sd']:.4f}",
+             "largest gap between means": f"{s['mean_gap']:.4f}" if profile == "native" else "—",
+             "parity bound (harness/parity.py)": num(TOLERANCES.get(profile, {}).get(model), "{:.4f}")}
+            for profile in ("equal", "native") for model, s in sorted(spread.get(profile, {}).items(),
+                                                                      key=lambda kv: MODEL_ORDER.get(kv[0], 9))]
+    return Grid(pd.DataFrame(rows)) if rows else None
+
+
+def readme_section(machine: str, heads: list[Headline], tables: list[Table], floor: NoiseFloor,
+                   loops: dict, spread: dict) -> str:
     """The Markdown between the README's markers."""
-    order = {"logistic": 0, "mlp": 1, "cnn": 2}
     out = [BEGIN, "",
            f"Machine `{machine}`. Noise floor: "
            + (f"{floor.factor:.3g}x ({floor.about})." if floor.known else f"unknown ({floor.about}).")]
     for profile in ("equal", "native"):
         mine = sorted([h for h in heads if h.compared["profile"].iloc[0] == profile and h.table.device == "cpu"],
-                      key=lambda h: order.get(h.table.model, 9))
+                      key=lambda h: MODEL_ORDER.get(h.table.model, 9))
         if not mine:
             continue
         settings = [s for s in mine[0].settings if not s.startswith("profile ")]
-        out += ["", f"Profile {profile}, {', '.join(settings)}:", "", md_table(profile_table(mine)), "",
-                "```", *[line for h in mine for line in headline_lines(h)], "```"]
+        out += ["", f"**Profile {profile}**, {', '.join(settings)}: training samples/s, the median over trials "
+                "with its 95% interval, and test accuracy, mean ± sd over the trials' seeds.", "",
+                md_table(per_model_grid(mine, SPEED_COLUMNS)), "",
+                "```", *[line for h in mine for line in headline_lines(h)], "```", "",
+                f"Where a steady step's time goes in profile {profile}, in µs: input pipeline / framework overhead "
+                "/ arithmetic (harness.split; the median over trials; ? where the framework's own loop hides "
+                "its input pipeline):", "",
+                md_table(per_model_grid(mine, SPLIT_COLUMNS))]
+    native = native_table(tables)
+    if native is not None:
+        out += ["", "**Native against equal**, per framework and mode (the median over trials of each; the "
+                "interval is the ratio's, over trials):", "", md_table(native)]
+    table = loops_table(loops)
+    if table is not None:
+        out += ["", "**The frameworks' own loops beside the suite** (harness.plain_loops, the MLP; one process "
+                "each, run back to back): each example loop beside its native cell, each reference-style loop "
+                "beside its equal cell.", "", md_table(table)]
+    table = spread_table(spread)
+    if table is not None:
+        out += ["", "**The seed spread behind the parity tolerances** (seeds 0-4, 2 epochs, batch 32; "
+                "harness.parity.seed_spread over seed-spread/):", "", md_table(table)]
     return "\n".join(out + ["", END])
+
+
+def archive_parts(archive: Path) -> tuple[list[Path], dict, dict]:
+    """The archive's result folders for the tables, its loop pairs and its seed spread."""
+    from harness.archive import LOOPS, REPORTED, SEED_SPREAD
+    from harness.parity import seed_spread
+    from harness.plain_loops import RESULT_FILE
+    from harness.spec import HarnessError
+    from harness.store import Store
+
+    folders = [archive / f for f in REPORTED]
+    if not all(f.is_dir() for f in folders):
+        raise HarnessError(f"{archive} is not an archive (python -m harness.archive makes one): it has no "
+                           f"{', '.join(f.name + '/' for f in folders if not f.is_dir())}")
+    loops = Store(archive / LOOPS).read_json(RESULT_FILE).get("pairs", {}) if (archive / LOOPS).is_dir() else {}
+    spread = seed_spread(archive / SEED_SPREAD) if (archive / SEED_SPREAD).is_dir() else {}
+    return folders, loops, spread
