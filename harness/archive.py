@@ -8,8 +8,8 @@ Steps, in this order (the timing evidence first), each resumable: the matrix thr
 interleaving driver (harness.drive: every model, framework, mode, Keras backend and profile,
 4 rounds with an A/A twin each, then top-up rounds for any configuration with fewer than 4
 uncontended trials); the plain reference and example loops beside their suite cells (in each
-framework's environment); the seed spread that the parity tolerances come from (accuracy
-only, so a busy machine does not spoil it); then the archive's report. A rerun of the same
+framework's environment); the seed spread that the parity tolerances come from and the seeds'
+recipes (accuracy only, so a busy machine does not spoil them); then the archive's report. A rerun of the same
 command continues where it stopped. The commit is checked: an archive holds one commit's
 results (the code's commit: harness.machine.git_info), and a remake at another commit must
 start afresh (--fresh removes the steps' old results; git's history keeps the committed
@@ -30,10 +30,12 @@ from harness.files import REPO_ROOT, write_json_atomic
 from harness.options import Parser
 from harness.spec import HarnessError, cli_main
 
+LOOPS, SEED_SPREAD = "plain-loops", "seed-spread"  # two steps' folders (the README's section reads them)
 # name: ([(folder, harness.drive arguments)] before the plain loops, [...] after them)
 ARCHIVES = {
     "cpu": ([("matrix", ["--plan", "cpu-archive", "--rounds", "4", "--min-uncontended", "4"])],
-            [("seed-spread", ["--plan", "cpu-seed-spread", "--rounds", "5", "--no-twin"])]),
+            [(SEED_SPREAD, ["--plan", "cpu-seed-spread", "--rounds", "5", "--no-twin"]),
+             ("recipes", ["--plan", "cpu-recipes", "--rounds", "1", "--no-twin"])]),
 }
 PLAIN_LOOPS = {"cpu": ["--loop", "torch:eager:32", "jax:step:32", "jax:scan:32", "keras:fit:32", "keras:fit-jit:32",
                        "torch:example:32", "jax:example:32", "keras:example:32", "--device", "cpu", "--epochs", "5"]}
@@ -71,7 +73,7 @@ def check_commit(archive: Path, fresh: bool) -> str:
             raise HarnessError(f"{archive} holds the results of commit {before[:10]}, this checkout is {commit[:10]}: "
                                "remake it whole with --fresh (git history keeps the old results)")
     if fresh:
-        for step in {folder for steps in ARCHIVES.values() for part in steps for folder, _ in part} | {"plain-loops"}:
+        for step in {folder for steps in ARCHIVES.values() for part in steps for folder, _ in part} | {LOOPS}:
             shutil.rmtree(archive / step, ignore_errors=True)
     write_json_atomic(marker, {"commit": commit, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     return commit
@@ -113,7 +115,7 @@ def remake(kind: str, archive: Path, dry_run: bool) -> int:
         return failed
 
     failures += drive_steps(before)
-    loops = [*PLAIN_LOOPS[kind], "--out", str(archive / "plain-loops"), "--quiet"]
+    loops = [*PLAIN_LOOPS[kind], "--out", str(archive / LOOPS), "--quiet"]
     header(f"python -m harness.plain_loops {' '.join(loops)}, in each framework's environment")
     if not dry_run:
         for python in env_pythons():
@@ -148,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     archive.mkdir(parents=True, exist_ok=True)
     if not args.dry_run:
         check_commit(archive, args.fresh)
-    with open(archive / "remake.log", "a") as log, contextlib.redirect_stdout(Tee(sys.stdout, log)), \
+    mode = "w" if args.fresh and not args.dry_run else "a"  # a fresh remake starts a fresh log
+    with open(archive / "remake.log", mode) as log, contextlib.redirect_stdout(Tee(sys.stdout, log)), \
             contextlib.redirect_stderr(Tee(sys.stderr, log)):
         print(f"\n# python -m harness.archive {' '.join(argv or sys.argv[1:])}  "
               f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")

@@ -56,6 +56,17 @@ PLANS: dict[str, tuple[str, ...]] = {
     "cpu-seed-spread": (
         "--framework torch jax keras --backend tensorflow --profile equal native --epochs 2",
     ),
+    # The seeds' recipes (harness/recipes.py) on the CPU, profile equal, seed 0: their accuracies
+    # beside the figures the seeds published (mnist-study for 1 of its 100 epochs; vanangamudi
+    # from the canonical and from each framework's native initial weights too).
+    "cpu-recipes": (
+        "--recipe vanangamudi --profile equal",
+        "--recipe vanangamudi --profile equal --init native",
+        "--recipe mnist-study --profile equal --epochs 1",
+        "--recipe force-of-mlp --profile equal",
+        "--recipe three-vs-seven --profile equal",
+        "--recipe small-subset --profile equal",
+    ),
     # What fits in ten minutes of an H100 (15 cells took 344 s, most of it process start-up
     # and compilation): the MLP in every Keras-on-jax, torch and jax mode, then the fastest
     # modes on the other models and in TF32 and bf16.

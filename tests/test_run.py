@@ -74,7 +74,7 @@ def test_rerun_skips_finished_cells_unless_forced(tmp_path):
     ("--dataset", "cifar", "valid datasets: mnist, fashion, tiny5x5"),
     ("--precision", "fp8", "valid precisions: float32, tf32, bf16"),
     ("--precision", "tf32", "GPU tensor-core mode; on the CPU run float32 or bf16"),
-    ("--plan", "everything", "valid plans: gpu, cpu-archive, cpu-crossover, cpu-seed-spread, gpu-quick"),
+    ("--plan", "everything", "valid plans: gpu, cpu-archive, cpu-crossover, cpu-seed-spread, cpu-recipes, gpu-quick"),
 ])
 def test_unknown_names_give_one_line_listing_the_valid_ones(tmp_path, flag, bad, valid):
     proc = run(flag, bad, out=tmp_path, env={"FWCOMPARE_IMPLS": ""})
