@@ -39,8 +39,10 @@ PLANS: dict[str, tuple[str, ...]] = {
         f"--framework keras --backend jax --mode fit fit-jit --model mlp --batch-size {SWEEP_BATCHES} --device cuda",
     ),
     # The CPU archive (results/cpu-epyc-2c/matrix): every model in every framework, mode and Keras
-    # backend, both profiles, seed 002's recipe (batch 32, 5 epochs). Through harness.drive.
+    # backend, both profiles, seed 002's recipe (batch 32, 5 epochs). Through harness.drive, whose
+    # A/A twin is the plan's first cell: torch eager's MLP, the main job's twin too.
     "cpu-archive": (
+        "--framework torch --mode eager --model mlp --profile equal",
         "--framework torch jax keras --backend tensorflow jax torch --mode eager compile step scan fit fit-jit "
         "--profile equal native",
     ),
