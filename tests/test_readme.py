@@ -16,3 +16,16 @@ def test_ci_runs_the_readme_test_command_verbatim():
     main_job, tests = readme_commands()
     assert "tox -e torch,keras,jax" in main_job
     assert tests in (ROOT / ".ci/run").read_text().splitlines()
+
+
+def test_the_readme_cpu_section_is_what_the_report_computes_from_the_archive():
+    from harness.report.__main__ import readme_text
+    from harness.report.readme import BEGIN, END
+
+    text = (ROOT / "README.md").read_text()
+    assert text.count(BEGIN) == 1 and text.count(END) == 1, "the README carries the archive's section once"
+    section = text[text.index(BEGIN):text.index(END) + len(END)]
+    archive = ROOT / "results" / "cpu-epyc-2c"
+    assert section == readme_text(archive), (
+        f"the README's CPU section is not what {archive} gives: redraw it from "
+        "python -m harness.report results/cpu-epyc-2c --readme")
