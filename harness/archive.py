@@ -39,7 +39,7 @@ ARCHIVES = {
 }
 PLAIN_LOOPS = {"cpu": ["--loop", "torch:eager:32", "jax:step:32", "jax:scan:32", "keras:fit:32", "keras:fit-jit:32",
                        "torch:example:32", "jax:example:32", "keras:example:32", "--device", "cpu", "--epochs", "5"]}
-REPORTED = ("matrix",)  # the folders the archive's report reads (the seed spread feeds harness/parity.py)
+REPORTED = ("matrix", "recipes")  # the folders the archive's report reads (the seed spread feeds harness/parity.py)
 
 
 class Tee:

@@ -116,9 +116,10 @@ def readme_text(archive: Path) -> str:
     if len(machines) != 1:
         raise HarnessError(f"--readme takes one machine's archive, {archive} holds {len(machines)}: "
                            f"{', '.join(machines)}")
-    all_tables = tables(summarise(cells), cells)
+    summary = summarise(cells)
+    all_tables = tables(summary, cells)
     floor = noise_floor(all_tables)
-    return readme_section(machines[0], headlines(all_tables, floor), all_tables, floor, loops, spread)
+    return readme_section(machines[0], headlines(all_tables, floor), all_tables, floor, loops, spread, summary)
 
 
 def write_csv(dirs: list[Path], target: str, out_dir: Path) -> None:

@@ -95,8 +95,30 @@ def spread_table(spread: dict) -> Grid | None:
     return Grid(pd.DataFrame(rows)) if rows else None
 
 
+def recipes_table(summary: pd.DataFrame) -> Grid | None:
+    """The seeds' recipes: per recipe and model, the seed's published figure and each framework's."""
+    from harness.recipes import RECIPES
+
+    if "recipe" not in summary:
+        return None
+    rows: dict[tuple, dict] = {}
+    for r in summary[summary["recipe"].isin(list(RECIPES))].to_dict("records"):
+        recipe = RECIPES[r["recipe"]]
+        init = "" if r.get("hyper_init", "canonical") == "canonical" else f", {r['hyper_init']} init"
+        ours = r["acc_mean"] if recipe.metric == "test_accuracy" else r["val_mean"]
+        row = rows.setdefault((recipe.seed, r["model"], init, r["hyper_optimizer"], r["hyper_epochs"]), {
+            "recipe (seed)": f"{recipe.name} ({recipe.seed})", "model": r["model"] + init,
+            "optimizer, epochs": f"{r['hyper_optimizer']}, {r['hyper_epochs']}",
+            "metric": recipe.metric.replace("_", " "), "published": num(recipe.published.get(r["model"]), "{:.4f}")})
+        row[r["label"]] = num(ours, "{:.4f}")
+    if not rows:
+        return None
+    frame = pd.DataFrame([rows[k] for k in sorted(rows, key=lambda k: (k[0], len(k[1]), *k[1:]))])
+    return Grid(frame.fillna("—"))
+
+
 def readme_section(machine: str, heads: list[Headline], tables: list[Table], floor: NoiseFloor,
-                   loops: dict, spread: dict) -> str:
+                   loops: dict, spread: dict, summary: pd.DataFrame | None = None) -> str:
     """The Markdown between the README's markers."""
     out = [BEGIN, "",
            f"Machine `{machine}`. Noise floor: "
@@ -128,6 +150,10 @@ def readme_section(machine: str, heads: list[Headline], tables: list[Table], flo
     if table is not None:
         out += ["", "**The seed spread behind the parity tolerances** (seeds 0-4, 2 epochs, batch 32; "
                 "harness.parity.seed_spread over seed-spread/):", "", md_table(table)]
+    table = recipes_table(summary) if summary is not None else None
+    if table is not None:
+        out += ["", "**The seeds' recipes** (harness/recipes.py; profile equal, seed 0, one process each; the "
+                "published figure is the seed's own, where it gave one):", "", md_table(table)]
     return "\n".join(out + ["", END])
 
 
@@ -140,9 +166,9 @@ def archive_parts(archive: Path) -> tuple[list[Path], dict, dict]:
     from harness.store import Store
 
     folders = [archive / f for f in REPORTED]
-    if not all(f.is_dir() for f in folders):
+    if not (archive / REPORTED[0]).is_dir():
         raise HarnessError(f"{archive} is not an archive (python -m harness.archive makes one): it has no "
-                           f"{', '.join(f.name + '/' for f in folders if not f.is_dir())}")
+                           f"{REPORTED[0]}/")
     loops = Store(archive / LOOPS).read_json(RESULT_FILE).get("pairs", {}) if (archive / LOOPS).is_dir() else {}
     spread = seed_spread(archive / SEED_SPREAD) if (archive / SEED_SPREAD).is_dir() else {}
-    return folders, loops, spread
+    return [f for f in folders if f.is_dir()], loops, spread
