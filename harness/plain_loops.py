@@ -274,6 +274,16 @@ def number(value: float | None, digits: int = 0) -> str:
     return "—" if value is None else f"{value:,.{digits}f}"
 
 
+def pair_figures(record: dict) -> list[str]:
+    """A pair's suite cell, loop and suite samples/s, suite/loop, loop and suite accuracy, as text
+    (this module's table and the README's section show the same)."""
+    loop_rate, suite_rate = samples_per_s(record, "loop"), samples_per_s(record, "suite")
+    return [suite_cell(record["suite"]), number(loop_rate), number(suite_rate),
+            number(suite_rate / loop_rate if loop_rate and suite_rate else None, 2),
+            number(record["loop"].get("result", {}).get("test_accuracy"), 4),
+            number(record["suite"].get("test_accuracy"), 4)]
+
+
 def table(loops: list[Loop], cells: dict[Loop, Cell], records: dict, ran: set[str], skipped: dict[Loop, str],
           on_gpu: bool) -> str:
     """Markdown: per loop, the suite cell's profile and mode, its samples/s and the suite's, suite/loop,
@@ -287,14 +297,10 @@ def table(loops: list[Loop], cells: dict[Loop, Cell], records: dict, ran: set[st
             rows.append([loop.label, suite_cell(cells[loop].asdict()), skipped.get(loop, "not run"),
                          *[""] * (len(head) - 3)])
             continue
-        loop_rate, suite_rate = samples_per_s(record, "loop"), samples_per_s(record, "suite")
         label = loop.label if cells[loop].id in ran else f"{loop.label} (an earlier call)"
         if record["loop"]["status"] != "ok":
             label += f" — loop failed: {record['loop']['message'][:80]}"
-        row = [label, suite_cell(record["suite"]), number(loop_rate), number(suite_rate),
-               number(suite_rate / loop_rate if loop_rate and suite_rate else None, 2),
-               number(record["loop"].get("result", {}).get("test_accuracy"), 4),
-               number(record["suite"]["test_accuracy"], 4)]
+        row = [label, *pair_figures(record)]
         rows.append(row + ([number(H100_REFERENCE.get(loop.label))] if on_gpu else []))
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 

@@ -213,7 +213,7 @@ def native_section(tables: list[Table]) -> Section | None:
                             "native ÷ equal": [native_ratio(r) for r in pairs.to_dict("records")],
                             "equal accuracy": pairs["equal accuracy"].map(lambda x: num(x, "{:.4f}")),
                             "native accuracy": pairs["native accuracy"].map(lambda x: num(x, "{:.4f}"))})
-    frame = frame.drop(columns=["low", "high"])
+    frame = frame.drop(columns=["model", "low", "high"])
     return Section("Native against equal profile", "native-against-equal", [
         ("p", "Profile native runs the code each framework's users write (its own init, optimizer defaults, "
               "precision and input pipeline); equal runs the same weights, batch order and maths everywhere. "

@@ -58,7 +58,7 @@ def native_table(tables: list[Table]) -> Grid | None:
     if pairs.empty:
         return None
     ratio = [native_ratio(r) for r in pairs.to_dict("records")]
-    return Grid(pd.DataFrame({"model": pairs["table"].str.split(" / ").str[1].str.split(" on ").str[0],
+    return Grid(pd.DataFrame({"model": pairs["model"],
                               "framework, mode": pairs["row"],
                               "equal samples/s": pairs["equal samples/s"].map(rate),
                               "native samples/s": pairs["native samples/s"].map(rate),
@@ -69,17 +69,11 @@ def native_table(tables: list[Table]) -> Grid | None:
 
 def loops_table(pairs: dict) -> Grid | None:
     """The plain loops beside their suite cells (harness.plain_loops' plain-loops.json)."""
-    from harness.plain_loops import samples_per_s as pair_rate, suite_cell
+    from harness.plain_loops import pair_figures
 
-    rows = []
-    for record in pairs.values():
-        loop, suite = pair_rate(record, "loop"), pair_rate(record, "suite")
-        rows.append({"loop": record.get("label", "?"),
-                     "suite cell": suite_cell(record["suite"]),
-                     "loop samples/s": rate(loop), "suite samples/s": rate(suite),
-                     "suite ÷ loop": num(suite / loop if loop and suite else None, "{:.2f}"),
-                     "loop accuracy": num(record["loop"].get("result", {}).get("test_accuracy"), "{:.4f}"),
-                     "suite accuracy": num(record["suite"].get("test_accuracy"), "{:.4f}")})
+    head = ["loop", "suite cell", "loop samples/s", "suite samples/s", "suite ÷ loop", "loop accuracy",
+            "suite accuracy"]
+    rows = [dict(zip(head, [record.get("label", "?"), *pair_figures(record)])) for record in pairs.values()]
     return Grid(pd.DataFrame(rows).sort_values(["suite cell", "loop"], kind="stable")) if rows else None
 
 
