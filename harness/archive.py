@@ -43,7 +43,8 @@ REPORTED = ("matrix", "recipes")  # the folders the archive's report reads (the 
 
 
 class Tee:
-    """stdout and stderr to the terminal and to the log at once."""
+    """stdout and stderr to the terminal and to the log at once; the log is flushed at every
+    write, so a remake killed mid-round keeps every line it printed."""
 
     def __init__(self, stream, log):
         self.stream, self.log = stream, log
@@ -51,6 +52,7 @@ class Tee:
     def write(self, text):
         self.stream.write(text)
         self.log.write(text)
+        self.log.flush()
         return len(text)
 
     def flush(self):

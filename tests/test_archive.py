@@ -64,3 +64,14 @@ def test_nearly_every_cell_carries_the_time_split(matrix):
     assert len(with_split) >= SPLIT_SHARE * len(ok), (
         f"{len(ok) - len(with_split)} of {len(ok)} cells lack the time split: "
         + ", ".join(r.cell.label for r in ok if r.metrics.split is None)[:300])
+
+
+def test_the_remake_log_keeps_each_line_as_it_is_printed(tmp_path):
+    """A remake is killed at a session's end: what it printed must already be in the log."""
+    import io
+
+    from harness.archive import Tee
+
+    with open(tmp_path / "remake.log", "w") as log:
+        Tee(io.StringIO(), log).write("cell: status ok\n")
+        assert (tmp_path / "remake.log").read_text() == "cell: status ok\n"  # before any flush or close
