@@ -118,6 +118,12 @@ def undecided(store) -> list[str]:
             if not v.decided]
 
 
+def seconds_to_go(per_cell: list[float], round_size: int, rounds_left: int) -> float:
+    """The rounds left at the mean seconds a cell took so far (per_cell: one mean a round; a resumed
+    round's cells found done are not in it, so a half-done round does not look short)."""
+    return rounds_left * round_size * sum(per_cell) / len(per_cell) if per_cell else 0.0
+
+
 def drive(configurations: list[Cell], store, args, python_for) -> int:
     """Run rounds until the verdicts are decided or the budget is spent, then top-up rounds
     (--min-uncontended) for the configurations short of uncontended trials; the failures."""
@@ -127,7 +133,8 @@ def drive(configurations: list[Cell], store, args, python_for) -> int:
     def missing(cell: Cell) -> list[str]:
         return list(missing_in(python_for(cell), framework(cell.framework).needs(cell.backend, cell.profile)))
 
-    start, durations, number, failures = time.time(), [], 0, 0
+    start, per_cell, number, failures = time.time(), [], 0, 0  # per_cell: seconds a cell took, per round
+    round_size = len(configurations) + (not args.no_twin)
     drive_id = time.strftime("%Y%m%dT%H%M%S") + f"-{random.randrange(16**6):06x}"
     warn_if_busy(print)
     while True:
@@ -144,7 +151,7 @@ def drive(configurations: list[Cell], store, args, python_for) -> int:
                   "uncontended trials", flush=True)
             cells = round_cells(short, number, args.seed[0], args.same_seed, twin=False)
         else:
-            if not args.rounds and durations and elapsed + max(durations[-2:]) > args.budget:
+            if not args.rounds and per_cell and elapsed + max(per_cell[-2:]) * round_size > args.budget:
                 print(f"stop: round {number} would not end within the budget ({args.budget / 60:.0f} min)")
                 break
             cells = round_cells(configurations, number, args.seed[0], args.same_seed, not args.no_twin)
@@ -155,13 +162,16 @@ def drive(configurations: list[Cell], store, args, python_for) -> int:
         began = time.time()
         counts = run_matrix(cells, store, args.force, args.quiet, python_for=python_for,
                             context_for=lambda c: context[c.id], missing=missing)
-        if set(counts) - {"skipped", "done before"}:  # a round a rerun found done says nothing of the time to go
-            durations.append(time.time() - began)
+        ran = sum(v for k, v in counts.items() if k not in ("skipped", "done before"))
+        if ran:  # cells a resumed round found done say nothing of the time to go
+            per_cell.append((time.time() - began) / ran)
         failures += sum(counts.get(k, 0) for k in FAILED)
-        mean = sum(durations) / len(durations) if durations else 0.0
-        left = (f"; about {max(0, args.rounds - number) * mean / 60:.0f} min to go "
-                f"({max(0, args.rounds - number)} rounds)" if args.rounds else
-                f"; {max(0.0, args.budget - (time.time() - start)) / 60:.0f} min of the budget left")
+        if args.rounds:
+            rounds_left = max(0, args.rounds - number)
+            to_go = seconds_to_go(per_cell, round_size, rounds_left)
+            left = f"; about {to_go / 60:.0f} min to go ({rounds_left} rounds)"
+        else:
+            left = f"; {max(0.0, args.budget - (time.time() - start)) / 60:.0f} min of the budget left"
         print(f"round {number} done in {(time.time() - began) / 60:.1f} min: "
               + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + left, flush=True)
         if not args.rounds and number >= VERDICT_ROUNDS:

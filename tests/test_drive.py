@@ -89,3 +89,13 @@ def test_top_up_rounds_make_up_only_the_trials_that_were_contended(tmp_path):
     # (a tiny cell's own contention reading is noise, so round 4 may make up round 3's)
     assert {(d["cell"]["framework"], d["cell"]["twin"]) for d in topped} == {("timed", False)}
     assert {d["cell"]["hyper"]["seed"] for d in topped} <= {2, 3} and len(topped) <= 2
+
+
+def test_the_time_to_go_counts_the_cells_run_not_the_rounds():
+    """A resumed round that found 34 of 58 cells done ran 24 in 16.6 min: one more round is
+    58 cells at that pace, about 40 min, not 17."""
+    from harness.drive import seconds_to_go
+
+    assert round(seconds_to_go([16.6 * 60 / 24], round_size=58, rounds_left=1) / 60) == 40
+    assert seconds_to_go([10.0, 20.0], round_size=6, rounds_left=2) == 180.0
+    assert seconds_to_go([], round_size=6, rounds_left=2) == 0.0
