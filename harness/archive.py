@@ -149,15 +149,16 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     archive = args.archive.expanduser().resolve()
+    if args.dry_run:  # the steps only: the archive and its log stay as they are
+        return 1 if remake(args.kind, archive, dry_run=True) else 0
     archive.mkdir(parents=True, exist_ok=True)
-    if not args.dry_run:
-        check_commit(archive, args.fresh)
-    mode = "w" if args.fresh and not args.dry_run else "a"  # a fresh remake starts a fresh log
+    check_commit(archive, args.fresh)
+    mode = "w" if args.fresh else "a"  # a fresh remake starts a fresh log
     with open(archive / "remake.log", mode) as log, contextlib.redirect_stdout(Tee(sys.stdout, log)), \
             contextlib.redirect_stderr(Tee(sys.stderr, log)):
         print(f"\n# python -m harness.archive {' '.join(argv or sys.argv[1:])}  "
               f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
-        return 1 if remake(args.kind, archive, args.dry_run) else 0
+        return 1 if remake(args.kind, archive, dry_run=False) else 0
 
 
 if __name__ == "__main__":

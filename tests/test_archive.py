@@ -75,3 +75,13 @@ def test_the_remake_log_keeps_each_line_as_it_is_printed(tmp_path):
     with open(tmp_path / "remake.log", "w") as log:
         Tee(io.StringIO(), log).write("cell: status ok\n")
         assert (tmp_path / "remake.log").read_text() == "cell: status ok\n"  # before any flush or close
+
+
+def test_a_dry_run_lists_the_steps_and_leaves_the_archive_alone(tmp_path, capsys):
+    from harness.archive import main
+
+    archive = tmp_path / "archive"
+    assert main(["cpu", str(archive), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("== step ") == 5 and "--plan cpu-archive" in out
+    assert not archive.exists()  # no folder, so no remake.log written into a committed archive
