@@ -13,7 +13,8 @@ recipes (accuracy only, so a busy machine does not spoil them); then the archive
 command continues where it stopped. The commit is checked: an archive holds one commit's
 results (the code's commit: harness.machine.git_info), and a remake at another commit must
 start afresh (--fresh removes the steps' old results; git's history keeps the committed
-ones). Everything the command prints goes to <archive>/remake.log too.
+ones). Everything the command prints goes to <archive>/remake.log too (a --dry-run's
+only to the terminal).
 """
 from __future__ import annotations
 
