@@ -98,7 +98,8 @@ def native_vs_equal(tables: list[Table]) -> pd.DataFrame:
         equal = t.rows[t.rows["profile"] == "equal"].sort_values(
             "precision", key=lambda p: p != "float32", kind="stable").drop_duplicates(key)
         for e in native.merge(equal, on=key, suffixes=("_n", "_e")).to_dict("records"):
-            out.append({"table": t.title, "model": t.model, "row": ", ".join([e["label"]] + [setting(c, e[c]) for c in key[1:]]),
+            row = ", ".join([e["label"]] + [setting(c, e[c]) for c in key[1:]])
+            out.append({"table": t.title, "model": t.model, "row": row,
                         "equal samples/s": e["sps_median_e"], "native samples/s": e["sps_median_n"],
                         "native ÷ equal": e["sps_median_n"] / e["sps_median_e"],
                         **dict(zip(("low", "high"), ratio_bounds(e["times_n"], e["times_e"]))),
