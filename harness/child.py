@@ -224,10 +224,10 @@ def device_metrics(cell: Cell, impl, gpu, curves: dict, steady: list[float]) -> 
 
 
 def classify(exc: BaseException) -> str:
-    text = f"{type(exc).__name__} {exc}".lower()
-    oom = isinstance(exc, MemoryError) or any(
-        s in text for s in ("out of memory", "resource_exhausted", "resource exhausted", "oom"))
-    return "oom" if oom else "error"
+    """"oom" for an exception in which an allocator says it ran out of memory (harness.launch.OOM_WORDS), else "error"."""
+    from harness.launch import out_of_memory
+
+    return "oom" if isinstance(exc, MemoryError) or out_of_memory(f"{type(exc).__name__}: {exc}") else "error"
 
 
 def child_main(cell_json: str, root: Path, context_json: str = "{}") -> int:

@@ -2,19 +2,21 @@
 
 run_cell_process starts `python -m harness.child` for a cell and waits for it. The child
 writes its own result into the store; when it dies without one (a kill, a crash, a full
-disk), this side records why, from evidence: the kernel's OOM killer is named only when the
-cgroup's oom_kill counter rose during the cell, never from an exit code alone. The child
-dies with its parent (PR_SET_PDEATHSIG), so a killed runner leaves no orphan cell.
+disk), this side records why, from evidence: out of memory when the kernel's OOM killer's
+counter (the cgroup's oom_kill) rose during the cell, or when the cell's last lines carry an
+allocator's own words (OOM_WORDS), never from an exit code alone. The child dies with its
+parent (PR_SET_PDEATHSIG), so a killed runner leaves no orphan cell.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from harness.cell import Cell
 from harness.files import REPO_ROOT
@@ -22,6 +24,22 @@ from harness.store import Attempt
 
 CGROUP_EVENTS = Path("/sys/fs/cgroup/memory.events")  # cgroup v2: oom_kill counts the OOM killer's kills
 WRITE_FAILED = 3  # the child's exit code when its result file could not be written
+# What allocators say when they run out of memory. Under `ulimit -v` (or a container's limit on
+# address space) no OOM killer comes: an allocation fails, and the runtime says so in its own
+# words, in the exception the child records (harness.child.classify) or on its last lines before
+# it dies (death_status). Any of these, as a whole word and in any case, makes the cell "oom".
+OOM_WORDS = (
+    "MemoryError",  # Python's own
+    "Unable to allocate",  # numpy: "Unable to allocate 7.45 GiB for an array with shape ..."
+    "std::bad_alloc",  # a C++ runtime (XLA, TensorFlow, torch's C++), then abort(): SIGABRT
+    "Cannot allocate memory",  # the kernel's ENOMEM: mmap, fork or a thread's stack refused
+    "out of memory",  # CUDA, cuBLAS, XLA ("Out of memory while trying to allocate"), BFC ("ran out of memory")
+    "OOM",  # TensorFlow: "OOM when allocating tensor with shape ..."
+    "RESOURCE_EXHAUSTED", "resource exhausted", "ResourceExhaustedError",  # XLA and jax; TensorFlow's class
+    "not enough memory",  # torch: "DefaultCPUAllocator: not enough memory: you tried to allocate ..."
+    "ALLOC_FAILED",  # cuDNN and cuBLAS: CUDNN_STATUS_ALLOC_FAILED
+)
+OOM_PATTERN = re.compile("|".join(rf"(?<![a-z]){re.escape(w)}(?![a-z])" for w in OOM_WORDS), re.IGNORECASE)
 
 
 def cell_env(cell: Cell) -> dict[str, str]:
@@ -69,15 +87,22 @@ def oom_kills() -> int | None:
     return None
 
 
-def death_status(code: int, oom_before: int | None, oom_after: int | None) -> tuple[str, str]:
-    """(status, why) for a child that exited with `code` and wrote no result."""
-    if code < 0:
-        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
-        if oom_before is not None and oom_after is not None and oom_after > oom_before:
-            return "oom", (f"killed by {name}: the kernel's OOM killer (cgroup memory.events oom_kill "
-                           f"{oom_before} -> {oom_after})")
-        return "killed", f"killed by {name}"
-    return "error", f"the cell's process exited with code {code}"
+def out_of_memory(text: str) -> str | None:
+    """The first line of text in which an allocator says it ran out of memory (OOM_WORDS), or None."""
+    return next((line.strip() for line in text.splitlines() if OOM_PATTERN.search(line)), None)
+
+
+def death_status(code: int, oom_before: int | None, oom_after: int | None,
+                 last_lines: Sequence[str] = ()) -> tuple[str, str]:
+    """(status, why) for a child that exited with `code` and wrote no result, its last lines in last_lines."""
+    name = (signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)) if code < 0 else ""
+    how = f"killed by {name}" if code < 0 else f"the cell's process exited with code {code}"
+    if code < 0 and oom_before is not None and oom_after is not None and oom_after > oom_before:
+        return "oom", f"{how}: the kernel's OOM killer (cgroup memory.events oom_kill {oom_before} -> {oom_after})"
+    said = out_of_memory("\n".join(last_lines))
+    if said:
+        return "oom", f"{how}: out of memory ({said[:200]})"
+    return ("killed" if code < 0 else "error"), how
 
 
 def run_cell_process(cell: Cell, attempt: Attempt, on_line: Callable[[str], None] | None = None,
@@ -85,7 +110,9 @@ def run_cell_process(cell: Cell, attempt: Attempt, on_line: Callable[[str], None
     """Train `cell` in a fresh process (of `python`) that writes its result into the attempt's
     store; returns its status ("write failed" if none could be written).
 
-    on_line gets each line the child prints; context (the driver's round) goes into the result.
+    on_line gets each line the child prints, and then, however the cell ended (ok, diverged,
+    an error, out of memory, killed), exactly one line "status STATUS[: why]": the child's own,
+    or the one this side writes for it. context (the driver's round) goes into the result.
     """
     env = {**cell_env(cell), "TORCHINDUCTOR_CACHE_DIR": str(attempt.scratch / "inductor"),
            "TMPDIR": str(attempt.scratch)}
@@ -95,11 +122,14 @@ def run_cell_process(cell: Cell, attempt: Attempt, on_line: Callable[[str], None
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             preexec_fn=die_with_parent)
     tail: list[str] = []
+    own = None  # the child's status line: said once the attempt has ended, as it may yet be put back
     try:
         for line in proc.stdout:
             line = line.rstrip()
             tail = (tail + [line])[-20:]
-            if on_line:
+            if line.startswith("status "):
+                own = line
+            elif on_line:
                 on_line(line)
         code = proc.wait()
     except BaseException:  # Ctrl-C or a kill of the runner: the cell goes with it
@@ -107,12 +137,25 @@ def run_cell_process(cell: Cell, attempt: Attempt, on_line: Callable[[str], None
         proc.wait()
         attempt.close()
         raise
-    status = attempt.finish(on_line)
+    said: list[str] = []
+
+    def say(line: str) -> None:  # a put-back result's line ("... the result from before is kept")
+        said.append(line)
+        if on_line:
+            on_line(line)
+
+    status = attempt.finish(say)
     if status is not None:
+        if not said:
+            say(own or f"status {status}")
         return status
     if code == WRITE_FAILED:
         status, why = "error", tail[-1].removeprefix("status error: ") if tail else "write failed"
+        recorded = why
     else:
-        status, why = death_status(code, oom_before, oom_kills())
-        why = f"{why}; last lines: " + " | ".join(tail[-5:])
-    return attempt.fail(status, why, on_line)
+        status, why = death_status(code, oom_before, oom_kills(), tail)
+        recorded = f"{why}; last lines: " + " | ".join(tail[-5:])
+    outcome = attempt.fail(status, recorded, say)
+    if not said:
+        say(f"status {status}: {why}")
+    return outcome

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,10 @@ import pytest
 
 from harness import data, data_files
 from harness.files import REPORT_DIR, WORKSPACE
-from tests.helpers import ROOT, TINY, alive, children, finished, harness_run, one_line, results_in, wait_for
+from harness.launch import death_status, out_of_memory
+from tests.fake_oom_impls import OOM_FAKES
+from tests.helpers import (FAKES, ROOT, TINY, alive, children, finished, harness_run, one_line, results_in,
+                           wait_for)
 
 
 def run(*args, out, cwd=ROOT, env=None, **kw):
@@ -97,6 +101,76 @@ def test_a_killed_runner_s_forced_rerun_is_put_back_by_the_next_run(tmp_path):
     runner.communicate(timeout=30)
     again = run("--framework", "slow", *TINY, out=tmp_path, env={"FWCOMPARE_TEST_EPOCH_S": "0"})
     assert "1 done before" in again.stdout and path.read_text() == before
+
+
+# ---------------------------------------------------------------- how a cell ends: its status, and one line for it
+ENDINGS = {  # the fake framework: the status its cell ends with
+    "numpy": "ok", "diverging": "diverged", "failing": "error", "slow": "killed",  # SIGKILLed by the test
+    "oom": "oom",  # CUDA's "out of memory"
+    "cpu-alloc": "oom",  # torch's "DefaultCPUAllocator: not enough memory"
+    "ulimited": "oom",  # a real ENOMEM under a `ulimit -v` limit: "Cannot allocate memory"
+    "bad-alloc": "oom",  # std::bad_alloc, then SIGABRT: the process dies without writing its result
+}
+
+
+def run_every_ending(out: Path, pid_dir: Path, executor=()) -> tuple[subprocess.Popen, str]:
+    """One matrix whose cells end in every way (ENDINGS), the slow one killed by a real SIGKILL:
+    the finished runner and its stderr."""
+    pid_dir.mkdir()
+    env = {"FWCOMPARE_IMPLS": f"{FAKES},{OOM_FAKES}", "FWCOMPARE_TEST_EPOCH_S": "60",
+           "FWCOMPARE_TEST_PID_DIR": str(pid_dir)}
+    runner = harness_run("--framework", *ENDINGS, *TINY, *executor, out=out, env=env, popen=True)
+    (cell,) = wait_for(lambda: [p.name for p in pid_dir.iterdir() if p.name.startswith("cell-")], timeout=120)
+    os.kill(int(cell.removeprefix("cell-")), signal.SIGKILL)
+    _, err = runner.communicate(timeout=300)
+    return runner, err
+
+
+def assert_every_ending_recorded_and_said_once(out: Path, runner: subprocess.Popen, err: str) -> None:
+    assert runner.returncode == 1, err
+    results = results_in(out)
+    assert {fw: r["status"] for fw, r in results.items()} == ENDINGS, err
+    for fw, status in ENDINGS.items():
+        said = [line for line in err.splitlines() if f"-logistic-{fw}-" in line and ": status " in line]
+        assert len(said) == 1, (fw, err)  # one line for each cell, however it ended
+        assert f": status {status}" in said[0] and "Traceback" not in said[0], said
+    assert "killed by SIGKILL" in results["slow"]["message"]
+    assert "Cannot allocate memory" in results["ulimited"]["message"]
+    assert "not enough memory" in results["cpu-alloc"]["message"]
+    assert "SIGABRT" in results["bad-alloc"]["message"] and "std::bad_alloc" in results["bad-alloc"]["message"]
+
+
+def test_every_cell_ends_recorded_with_its_status_and_one_line_saying_it(tmp_path):
+    runner, err = run_every_ending(tmp_path / "out", tmp_path / "pids")
+    assert_every_ending_recorded_and_said_once(tmp_path / "out", runner, err)
+
+
+@pytest.mark.parametrize("text", [
+    "MemoryError", "numpy.core._exceptions._ArrayMemoryError: Unable to allocate 7.45 GiB for an array",
+    "terminate called after throwing an instance of 'std::bad_alloc'", "OSError: [Errno 12] Cannot allocate memory",
+    "RuntimeError: CUDA out of memory. Tried to allocate 80.00 GiB",
+    "ResourceExhaustedError: OOM when allocating tensor with shape[60000,784]",
+    "XlaRuntimeError: RESOURCE_EXHAUSTED: Out of memory allocating 4000000000 bytes.",
+    "RuntimeError: DefaultCPUAllocator: not enough memory: you tried to allocate 8000000000 bytes.",
+    "RuntimeError: cuDNN error: CUDNN_STATUS_ALLOC_FAILED"])
+def test_an_allocator_s_own_words_are_out_of_memory(text):
+    assert out_of_memory(f"epoch 1/3  loss 0.5\n{text}\n") == text
+
+
+@pytest.mark.parametrize("text", ["no room left for the cache", "zoom in", "RuntimeError: shapes do not match",
+                                  "killed by SIGKILL", "the memory of the cell"])
+def test_other_words_are_not(text):
+    assert out_of_memory(text) is None
+
+
+def test_a_death_is_out_of_memory_from_evidence_only():
+    assert death_status(-9, 3, 4) == ("oom", "killed by SIGKILL: the kernel's OOM killer (cgroup memory.events "
+                                             "oom_kill 3 -> 4)")
+    assert death_status(-9, 3, 3) == ("killed", "killed by SIGKILL")  # SIGKILL alone says nothing of memory
+    assert death_status(-6, None, None, ["  what():  std::bad_alloc"])[0] == "oom"
+    assert death_status(1, None, None, ["MemoryError"]) == ("oom", "the cell's process exited with code 1: "
+                                                                   "out of memory (MemoryError)")
+    assert death_status(1, None, None, ["ValueError: bad"]) == ("error", "the cell's process exited with code 1")
 
 
 # ---------------------------------------------------------------- the output folder
