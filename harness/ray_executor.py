@@ -15,8 +15,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
+import shutil
+import signal
 import sys
 import tempfile
+import time
 import threading
 import uuid
 from pathlib import Path
@@ -33,6 +37,29 @@ RETRIES = 1
 # locks die with their process, so a killed cell leaves no core claimed.
 NODE_STATE = Path(tempfile.gettempdir()) / "fwcompare-ray"
 SAMPLE_S = 0.5  # how often a running cell counts the cells beside it
+# This harness's scratch folders in the temp dir, "fwcompare-ray-<pid>-<random>", each owned by
+# process <pid>: the Ray instance a driver starts keeps its session there (sockets, logs, spilled
+# objects), and a cell's task its result. What a run starts, it stops and removes on every exit
+# it sees; a folder whose owner is dead was left by a killed run (SIGKILL), with any process that
+# still uses it (a killed driver's ray::DashboardAgent and ray::RuntimeEnvAgent live on under
+# pid 1), and the next run clears both (clear_leftovers).
+SCRATCH_PREFIX = "fwcompare-ray-"
+# Ray's sockets live in its session folder and a socket's path has at most 107 bytes: in a folder
+# named as above, "/session_<date>_<time>_<pid>/sockets/plasma_store" leaves 12 bytes for the temp
+# dir's own path; where it is longer, the session goes in /tmp.
+SOCKET_ROOM = 12
+
+
+def scratch_roots() -> list[Path]:
+    """Where this harness's scratch folders may be: the temp dir, and /tmp (see SOCKET_ROOM)."""
+    return list(dict.fromkeys([Path(tempfile.gettempdir()), Path("/tmp")]))
+
+
+def new_scratch() -> Path:
+    """A scratch folder for the Ray instance this process starts."""
+    root = Path(tempfile.gettempdir())
+    root = root if len(str(root).encode()) <= SOCKET_ROOM else Path("/tmp")
+    return Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=root))
 
 
 def import_ray():
@@ -136,17 +163,19 @@ def pinned(cores: list[int]) -> Iterator[None]:
         os.sched_setaffinity(0, before)
 
 
-def run_cell_task(cell_dict: dict, say: bool) -> dict[str, Any]:
-    """Body of a cell's Ray task: run the cell process here, into a store of its own; return its
-    result, the files beside it and the node."""
+def run_cell_task(cell_dict: dict, say: bool, scratch: str | None = None) -> dict[str, Any]:
+    """Body of a cell's Ray task: run the cell process here, into a store of its own (in scratch, the
+    folder of the Ray instance the driver started, if it did); return its result, the files beside
+    it and the node."""
     import ray
 
     from harness.launch import run_cell_process
     from harness.store import Store
 
     cell = Cell.fromdict(cell_dict)
-    on_line = print if say else None  # Ray forwards a task's prints to the driver
-    with tempfile.TemporaryDirectory(prefix="fwcompare-ray-") as tmp:
+    # Ray forwards a task's prints to the driver; the cell's status line is the driver's to say
+    on_line = (lambda line: None if line.startswith("status ") else print(line)) if say else None
+    with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=scratch) as tmp:
         store = Store(Path(tmp))
         with NodeShare(cpus_reserved(cell) if cell.device == "cpu" else 0) as share, pinned(share.cores):
             run_cell_process(cell, store.begin(cell), on_line=on_line)
@@ -169,22 +198,100 @@ def worker_runtime_env() -> dict[str, Any]:
             "env_vars": {k: v for k, v in os.environ.items() if k.startswith("FWCOMPARE_")}}
 
 
-def connect(address: str | None, quiet: bool):
-    """Join the Ray cluster at address, or start Ray on this machine; returns ray."""
+def connect(address: str | None, quiet: bool, scratch: Path | None):
+    """Join the Ray cluster at address, or start Ray on this machine with its session in scratch; returns ray."""
     ray = import_ray()
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=not quiet,
-                 runtime_env=worker_runtime_env())
+                 runtime_env=worker_runtime_env(), **({"_temp_dir": str(scratch)} if scratch else {}))
     except ConnectionError as exc:
         raise HarnessError(f"cannot reach the Ray cluster at {address}: {exc}") from None
     return ray
+
+
+def stop(scratch: Path | None) -> None:
+    """Leave Ray; where this run started it (its session in scratch), stop what is left of it and remove the folder."""
+    import ray
+
+    ray.shutdown()
+    if scratch is not None:
+        stop_processes(processes_using(scratch))
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _owner(folder: Path) -> int | None:
+    pid = folder.name.removeprefix(SCRATCH_PREFIX).split("-", 1)[0]
+    return int(pid) if pid.isdigit() else None
+
+
+def _running(pid: int) -> bool:
+    """Whether process pid exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def processes_using(folder: Path) -> dict[int, str]:
+    """pid -> name of every other process whose command line, environment or open files name the
+    folder (Ray renames its processes, ray::DashboardAgent, but their open logs still name it)."""
+    mark = re.compile(re.escape(os.fsencode(folder)) + rb"(?![\w.-])")  # the folder, not a longer name
+    found = {}
+    for proc in Path("/proc").glob("[0-9]*"):
+        pid = int(proc.name)
+        if pid == os.getpid():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            uses = any(mark.search((proc / f).read_bytes()) for f in ("cmdline", "environ"))
+            uses = uses or any(mark.search(_link(fd)) for fd in (proc / "fd").iterdir())
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if uses:
+            found[pid] = Path(argv[0].decode(errors="replace")).name or f"pid {pid}"
+    return found
+
+
+def _link(fd: Path) -> bytes:
+    try:
+        return os.readlink(os.fsencode(fd))
+    except OSError:
+        return b""
+
+
+def stop_processes(pids, wait_s: float = 10.0) -> None:
+    """SIGKILL each process, and wait (a while) until they are gone."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + wait_s
+    while any(_running(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def clear_leftovers(say) -> None:
+    """Stop the processes of every scratch folder whose owner is dead (a killed run's), and remove
+    the folder; one line saying what was cleared, if anything. A live run's folder is never touched."""
+    stale = [f for root in scratch_roots() for f in root.glob(f"{SCRATCH_PREFIX}*")
+             if f.is_dir() and (owner := _owner(f)) is not None and not _running(owner)]
+    if not stale:
+        return
+    stopped: dict[int, str] = {}
+    for folder in stale:
+        using = processes_using(folder)
+        stop_processes(using)
+        stopped.update(using)
+        shutil.rmtree(folder, ignore_errors=True)
+    names = ", ".join(sorted(set(stopped.values())))
+    say(f"cleared what a killed Ray run left: {len(stale)} scratch folders ({', '.join(f.name for f in stale)})"
+        + (f" and {len(stopped)} of its processes ({names})" if stopped else ""))
 
 
 def first_line(exc: Exception) -> str:
     return next(iter(str(exc).strip().splitlines()), type(exc).__name__)
 
 
-def run_tasks(ray, claimed: dict[Cell, Any], store, quiet: bool, done, say) -> None:
+def run_tasks(ray, claimed: dict[Cell, Any], store, quiet: bool, done, say, scratch: Path | None = None) -> None:
     """Submit each claimed cell as a task and store each result as it comes back; done(cell, status) after each.
 
     Each cell's attempt begins before it is submitted (the result from before set aside), so
@@ -195,23 +302,31 @@ def run_tasks(ray, claimed: dict[Cell, Any], store, quiet: bool, done, say) -> N
     task = ray.remote(max_retries=RETRIES, retry_exceptions=False)(run_cell_task)
     attempts = {cell: store.begin(cell, scratch=False) for cell in claimed}
     pending = {task.options(num_cpus=cpus_reserved(cell), num_gpus=1 if cell.device == "cuda" else 0)
-               .remote(cell.asdict(), not quiet): cell for cell in claimed}
+               .remote(cell.asdict(), not quiet, scratch and str(scratch)): cell for cell in claimed}
     unknown_node = {"ray": {"node_id": None, "node_ip": None, "gpu_ids": []}}  # the task did not return
     try:
         while pending:
             (ref,), _ = ray.wait(list(pending), num_returns=1)
             cell = pending.pop(ref)
-            attempt = attempts[cell]
+            attempt, kept = attempts[cell], []  # kept: the line of a result from before put back
             try:
                 returned = ray.get(ref)
-                status = attempt.accept(returned["result"], returned["files"], say)
+                status, why = returned["result"]["status"], returned["result"]["message"]
+                outcome = attempt.accept(returned["result"], returned["files"], kept.append)
             except ray.exceptions.RayTaskError as exc:  # the task raised: recorded, and the matrix goes on
-                status = attempt.fail("error", f"the Ray task failed: {first_line(exc)}", say, unknown_node)
+                status, why = "error", f"the Ray task failed: {first_line(exc)}"
+                outcome = attempt.fail(status, why, kept.append, unknown_node)
             except ray.exceptions.RayError as exc:  # its worker or node died on every try
-                status = attempt.fail("killed", f"the Ray worker running it died {RETRIES + 1} times "
-                                      f"({type(exc).__name__}: {first_line(exc)})", say, unknown_node)
+                status, why = "killed", (f"the Ray worker running it died {RETRIES + 1} times "
+                                         f"({type(exc).__name__}: {first_line(exc)})")
+                outcome = attempt.fail(status, why, kept.append, unknown_node)
             claimed[cell].release()
-            done(cell, status)
+            # one line per cell, however it ended, as the local executor prints it
+            why = why.split("; last lines: ")[0]  # those are in the result's message, not on the terminal
+            say(f"{cell.label}: " + (kept[0] if kept else f"status {status}" + (f": {why}" if why else "")))
+            if outcome == "write failed":
+                say(f"{cell.label}: its result could not be written to {store.root}; a rerun tries it again")
+            done(cell, outcome)
     except KeyboardInterrupt:
         for ref in pending:
             ray.cancel(ref, force=True)
@@ -225,20 +340,19 @@ def run_on_ray(cells: list[Cell], store, force: bool, quiet: bool, address: str 
     another run on the folder is training is put off to the end, then waited for.
     """
     from harness.executor import progress, why_not_run
-    from harness.results import STATUSES
 
     import_ray()  # before anything else: without ray, one line and nothing done
     store.clean_stale()
     counts: dict[str, int] = {}
     bar, say = progress(len(cells), quiet)
+    clear_leftovers(say)
 
-    def done(cell: Cell, outcome: str) -> None:
+    def done(cell: Cell, outcome: str) -> None:  # a cell that ran has had its status line (run_tasks)
         counts[outcome] = counts.get(outcome, 0) + 1
         bar.update(1)
-        if outcome in STATUSES:  # it ran (not skipped): its status, as the local executor prints it
-            say(f"{cell.label}: status {outcome}")
 
-    ray, queue, waited = None, list(cells), False
+    ray, scratch, queue, waited = None, None, list(cells), False
+    started = False  # whether this run joined or started Ray: it leaves it on every exit
     try:
         while queue:
             claimed, put_off = {}, []
@@ -254,11 +368,15 @@ def run_on_ray(cells: list[Cell], store, force: bool, quiet: bool, address: str 
                 else:
                     claimed[cell] = lock
             if claimed:
-                ray = ray or connect(address, quiet)
-                run_tasks(ray, claimed, store, quiet, done, say)
+                if not started:
+                    started = True
+                    # a Ray instance of its own: its session in a folder of ours, so that it can be cleared
+                    scratch = None if address or os.environ.get("RAY_ADDRESS") else new_scratch()
+                    ray = connect(address, quiet, scratch)
+                run_tasks(ray, claimed, store, quiet, done, say, scratch)
             queue, waited = put_off, True
     finally:
         bar.close()
-        if ray:
-            ray.shutdown()
+        if started:
+            stop(scratch)
     return counts

@@ -104,12 +104,14 @@ def test_a_killed_runner_s_forced_rerun_is_put_back_by_the_next_run(tmp_path):
 
 
 # ---------------------------------------------------------------- how a cell ends: its status, and one line for it
-ENDINGS = {  # the fake framework: the status its cell ends with
-    "numpy": "ok", "diverging": "diverged", "failing": "error", "slow": "killed",  # SIGKILLed by the test
-    "oom": "oom",  # CUDA's "out of memory"
-    "cpu-alloc": "oom",  # torch's "DefaultCPUAllocator: not enough memory"
-    "ulimited": "oom",  # a real ENOMEM under a `ulimit -v` limit: "Cannot allocate memory"
-    "bad-alloc": "oom",  # std::bad_alloc, then SIGABRT: the process dies without writing its result
+ENDINGS = {  # the fake framework: the status its cell ends with, and words of why on its line
+    "numpy": ("ok", ""), "diverging": ("diverged", "loss became nan"),
+    "failing": ("error", "simulated framework failure"),
+    "slow": ("killed", "killed by SIGKILL"),  # SIGKILLed by the test
+    "oom": ("oom", "CUDA out of memory"),
+    "cpu-alloc": ("oom", "DefaultCPUAllocator: not enough memory"),  # torch's words
+    "ulimited": ("oom", "Cannot allocate memory"),  # a real ENOMEM under a `ulimit -v` limit
+    "bad-alloc": ("oom", "std::bad_alloc"),  # then SIGABRT: the process dies without writing its result
 }
 
 
@@ -129,11 +131,11 @@ def run_every_ending(out: Path, pid_dir: Path, executor=()) -> tuple[subprocess.
 def assert_every_ending_recorded_and_said_once(out: Path, runner: subprocess.Popen, err: str) -> None:
     assert runner.returncode == 1, err
     results = results_in(out)
-    assert {fw: r["status"] for fw, r in results.items()} == ENDINGS, err
-    for fw, status in ENDINGS.items():
+    assert {fw: r["status"] for fw, r in results.items()} == {fw: e[0] for fw, e in ENDINGS.items()}, err
+    for fw, (status, why) in ENDINGS.items():
         said = [line for line in err.splitlines() if f"-logistic-{fw}-" in line and ": status " in line]
-        assert len(said) == 1, (fw, err)  # one line for each cell, however it ended
-        assert f": status {status}" in said[0] and "Traceback" not in said[0], said
+        assert len(said) == 1, (fw, err)  # one line for each cell, however it ended, saying why
+        assert f": status {status}" in said[0] and why in said[0] and "last lines" not in said[0], said
     assert "killed by SIGKILL" in results["slow"]["message"]
     assert "Cannot allocate memory" in results["ulimited"]["message"]
     assert "not enough memory" in results["cpu-alloc"]["message"]

@@ -8,12 +8,15 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import FAKES, ROOT, TINY, harness_run, results_in
+from harness.ray_executor import SCRATCH_PREFIX, _running, processes_using
+from tests.helpers import FAKES, ROOT, TINY, harness_run, results_in, wait_for
+from tests.test_faults import assert_every_ending_recorded_and_said_once, run_every_ending
 
 def results_by_name(out: Path) -> dict[str, dict]:
     return {p.name: json.loads(p.read_text()) for p in out.glob("*.json")}
@@ -134,3 +137,48 @@ def test_without_ray_one_line_says_how_to_install_it(tmp_path):
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and "pip install -e '.[ray]'" in proc.stderr
     assert not list(tmp_path.glob("*.json"))
+
+
+def test_every_cell_ends_recorded_with_its_status_and_one_line_saying_it(ray_address, tmp_path):
+    executor = ["--executor", "ray", "--address", ray_address]
+    runner, err = run_every_ending(tmp_path / "out", tmp_path / "pids", executor)
+    assert_every_ending_recorded_and_said_once(tmp_path / "out", runner, err)
+
+
+# ---------------------------------------------------------------- what the harness started, it stops
+def scratch_folders() -> set[Path]:
+    """This harness's Ray scratch folders in the temp dir."""
+    return set(Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*"))
+
+
+def running_in(folder: Path) -> dict[int, str]:
+    """The processes still running that use the folder (zombies are not running)."""
+    return {pid: name for pid, name in processes_using(folder).items() if _running(pid)}
+
+
+def test_a_killed_driver_s_ray_is_stopped_and_cleared_by_the_next_run(tmp_path):
+    """The driver starts a Ray instance of its own (no --address), is killed by SIGKILL mid-cell, and
+    leaves Ray's agents running under pid 1 with its scratch folder; the next run clears both, and
+    leaves nothing of its own behind when it ends."""
+    pytest.importorskip("ray")
+    pid_dir = tmp_path / "pids"
+    pid_dir.mkdir()
+    before = scratch_folders()
+    driver = harness_run("--framework", "slow", *TINY, "--executor", "ray", out=tmp_path / "out", popen=True,
+                         env={"FWCOMPARE_TEST_PID_DIR": str(pid_dir), "FWCOMPARE_TEST_EPOCH_S": "60"})
+    wait_for(lambda: any(p.name.startswith("cell-") for p in pid_dir.iterdir()), timeout=120)
+    (scratch,) = [f for f in scratch_folders() - before if f.name.startswith(f"{SCRATCH_PREFIX}{driver.pid}-")]
+    driver.kill()
+    driver.communicate(timeout=30)
+    orphans = wait_for(lambda: {pid: name for pid, name in running_in(scratch).items()
+                                if name.startswith("ray::") and "Agent" in name}, timeout=30)
+    assert set(orphans.values()) >= {"ray::DashboardAgent", "ray::RuntimeEnvAgent"}  # what SIGKILL leaves
+    again = harness_run("--framework", "slow", *TINY, "--executor", "ray", out=tmp_path / "out",
+                        env={"FWCOMPARE_TEST_EPOCH_S": "0"})
+    assert again.returncode == 0, again.stderr
+    (line,) = [line for line in again.stderr.splitlines() if line.startswith("cleared what a killed Ray run left")]
+    assert scratch.name in line and "ray::DashboardAgent" in line and "ray::RuntimeEnvAgent" in line
+    assert not scratch.exists() and not running_in(scratch)
+    assert not any(_running(pid) for pid in orphans)
+    assert scratch_folders() <= before  # the second run's own folder went with it
+    assert results_in(tmp_path / "out")["slow"]["status"] == "ok"
