@@ -224,7 +224,7 @@ def device_metrics(cell: Cell, impl, gpu, curves: dict, steady: list[float]) -> 
 
 
 def classify(exc: BaseException) -> str:
-    """"oom" for an exception in which an allocator says it ran out of memory (harness.launch.OOM_WORDS), else "error"."""
+    """"oom" for an exception in which an allocator says it ran out of memory (launch.OOM_WORDS), else "error"."""
     from harness.launch import out_of_memory
 
     return "oom" if isinstance(exc, MemoryError) or out_of_memory(f"{type(exc).__name__}: {exc}") else "error"

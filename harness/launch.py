@@ -95,8 +95,11 @@ def out_of_memory(text: str) -> str | None:
 def death_status(code: int, oom_before: int | None, oom_after: int | None,
                  last_lines: Sequence[str] = ()) -> tuple[str, str]:
     """(status, why) for a child that exited with `code` and wrote no result, its last lines in last_lines."""
-    name = (signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)) if code < 0 else ""
-    how = f"killed by {name}" if code < 0 else f"the cell's process exited with code {code}"
+    if code < 0:
+        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+        how = f"killed by {name}"
+    else:
+        how = f"the cell's process exited with code {code}"
     if code < 0 and oom_before is not None and oom_after is not None and oom_after > oom_before:
         return "oom", f"{how}: the kernel's OOM killer (cgroup memory.events oom_kill {oom_before} -> {oom_after})"
     said = out_of_memory("\n".join(last_lines))
