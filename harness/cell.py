@@ -1,7 +1,8 @@
 """A cell of the matrix: what one process trains and measures, and its result file's name.
 
 A cell is (framework, Keras backend, model, mode, profile, batch size, seed, dataset and its
-SHA-256, precision, device, threads, recipe, trial, and whether it is an A/A twin). The
+SHA-256, precision, device, threads, recipe, trial, and whether it is a control: the A/A twin or the
+planted slowdown, harness.analysis's negative and positive controls). The
 runners (harness.run, harness.drive) make them; the parent side (harness.launch) starts one
 process per cell; that process (harness.child) trains it.
 """
@@ -30,16 +31,22 @@ class Cell:
     profile: str = "equal"  # equal (same weights, order and maths) or native (the users' code)
     data_sha256: str = ""  # SHA-256 of the dataset's arrays (harness.data.Raw.sha256)
     trial: int = 0  # one of several processes of the same configuration (timing spread)
-    twin: bool = False  # the A/A copy of a configuration: the same code, counted apart (noise floor)
+    twin: bool = False  # the A/A copy of a configuration: the same code, counted apart (negative control)
+    # The positive control: the configuration with every epoch made this many times longer (the
+    # child sleeps the extra share of each epoch's own measured time inside its timer); 1: none.
+    planted_slowdown: float = 1.0
 
     @property
     def id(self) -> str:
         """Readable name plus a hash of everything, so no two different cells share a file."""
-        digest = hashlib.sha1(json.dumps(self.asdict(), sort_keys=True).encode()).hexdigest()[:8]
+        fields = self.asdict()
+        if self.planted_slowdown == 1.0:  # a field added later: ids of the cells before it stay as they were
+            del fields["planted_slowdown"]
+        digest = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]
         fw = f"{self.framework}-{self.backend}" if self.backend else self.framework
         h = self.hyper
         prefix = f"{self.recipe}-" if self.recipe else ""
-        twin = "-twin" if self.twin else ""
+        twin = "-twin" if self.twin else f"-planted{self.planted_slowdown:g}x" if self.planted_slowdown != 1 else ""
         return (f"{prefix}{self.data.name}-{self.model}-{fw}-{self.mode}-{self.profile}-b{h.batch_size}"
                 f"-{h.optimizer}-e{h.epochs}-s{h.seed}-t{self.trial}{twin}-{self.precision}-{self.device}"
                 f"-d{self.data_sha256[:8]}-{digest}")
@@ -53,6 +60,11 @@ class Cell:
     def configuration(self) -> "Cell":
         """The cell with its seed and trial set aside: what trials and seeds are repetitions of."""
         return dataclasses.replace(self, trial=0, hyper=dataclasses.replace(self.hyper, seed=0))
+
+    @property
+    def control(self) -> str | None:
+        """"twin" (negative control), "planted" (positive control) or None (a cell that competes)."""
+        return "twin" if self.twin else "planted" if self.planted_slowdown != 1.0 else None
 
     def asdict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -50,11 +50,12 @@ class Training:
     the losses), recorded beside the epoch time.
     """
 
-    def __init__(self, impl, ds, hyper: Hyper, gpu, say):
+    def __init__(self, impl, ds, hyper: Hyper, gpu, say, planted_slowdown: float = 1.0):
         self.impl, self.ds, self.hyper, self.gpu, self.say = impl, ds, hyper, gpu, say
+        self.planted_slowdown = planted_slowdown
         self.curves: dict[str, Any] = {k: [] for k in ("epoch", "train_loss", "test_loss", "test_accuracy",
                                                        "val_accuracy", "epoch_s", "gpu_busy_s", "energy_j",
-                                                       "step_loss", "input_s")}
+                                                       "step_loss", "input_s", "planted_s")}
         steps = len(ds.x_train) // hyper.batch_size
         self.curves["loss_every"] = getattr(impl, "loss_every", 1)
         every = self.curves["loss_every"]
@@ -81,6 +82,12 @@ class Training:
         self._start_ns = self.gpu.start() if traced else None
 
     def end(self, epoch: int, seconds: float, losses, input_s: float | None) -> bool:
+        if self.planted_slowdown != 1.0:  # the positive control: sleep the planted share after the epoch's
+            start = time.perf_counter()  # closing sync, and count the sleep as measured into the epoch
+            time.sleep((self.planted_slowdown - 1) * seconds)
+            slept = time.perf_counter() - start
+            self.curves["planted_s"].append(slept)
+            seconds += slept
         traced = epoch == self.curves["profiled_epoch"]
         busy = self.gpu.stop(self._start_ns) if traced else None
         energy1 = None if traced else self.gpu.energy_mj()
@@ -142,7 +149,7 @@ def run_cell(cell: Cell, store: Store, say=print, context: dict | None = None) -
 
     gpu = measure.GpuTimer(cell.device)
     build_s, impl = measure.timed(lambda: build_impl(model), lambda: None)
-    training = Training(impl, ds, h, gpu, say)
+    training = Training(impl, ds, h, gpu, say, cell.planted_slowdown)
     meter = ContentionMeter().start()
     impl.run_epochs(h.epochs, training.order_for, training)
     contention = meter.stop(gpu=cell.device != "cpu")

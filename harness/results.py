@@ -110,6 +110,7 @@ class Curves:
     profiled_epoch: int | None = None  # the CUPTI-traced epoch, left out of the timings
     input_s: list[float | None] = field(default_factory=list)  # each epoch's input-pipeline seconds
     loss_every: int = 1  # the impl's loop recorded every k-th step's loss (0: the epoch's mean)
+    planted_s: list[float] = field(default_factory=list)  # the positive control's sleep in each epoch (in epoch_s)
 
 
 @dataclass
@@ -154,6 +155,7 @@ class Round:
     position: int  # this cell's place in the round's shuffled order, from 1
     size: int  # cells in the round
     seed: int  # the seed of the round's shuffle
+    margin: float | None = None  # the practical margin the driver declared before the run
 
 
 @dataclass

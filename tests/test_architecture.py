@@ -54,3 +54,31 @@ def test_frameworks_are_named_only_in_their_record_and_impl():
 def test_no_file_of_the_harness_or_impls_passes_400_lines():
     long = {p.relative_to(ROOT).as_posix(): n for p in CODE if (n := len(p.read_text().splitlines())) > 400}
     assert not long
+
+
+def imports_anywhere(path: Path) -> set[str]:
+    """Every harness and impls module a file imports, at module level or inside a function."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module in ("harness", "impls"):  # from harness import stats
+            found |= {f"{node.module}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in ("harness", "impls"):
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] in ("harness", "impls")}
+    return found
+
+
+def test_the_analysis_layer_reads_results_and_never_the_driver_executors_or_report():
+    allowed = ("harness.analysis", "harness.stats", "harness.results", "harness.cell", "harness.spec", "impls.records")
+    for path in sorted(ROOT.glob("harness/analysis/*.py")):
+        strays = {m for m in imports_anywhere(path) if not m.startswith(allowed)}
+        assert not strays, f"{path.name} imports {strays}"
+
+
+def test_the_driver_decides_when_to_stop_without_the_report():
+    tree = ast.parse((ROOT / "harness" / "drive.py").read_text())
+    for function in (n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name != "main"):
+        reached = {n.module for n in ast.walk(function) if isinstance(n, ast.ImportFrom)}
+        assert not {m for m in reached if m and m.startswith("harness.report")}, function.name
+    assert not {m for m in module_level_imports(ROOT / "harness" / "drive.py") if m.startswith("harness.report")}

@@ -1,0 +1,196 @@
+"""What a run's results answer: per table and profile the fastest configuration against its
+rivals, corrected together, and the two controls that say whether the run could see.
+
+A table is one machine, data set, model and device; a question is one profile of it at the
+settings most of its configurations share (batch, precision...): the users' code and the
+equalised code are separate questions. Each question sets its fastest configuration (the
+highest geometric-mean speed, the estimate every ratio uses) against each framework's
+idiomatic mode and the next fastest, at 1 - alpha/k each (Bonferroni over its k verdicts).
+
+The controls, run by the driver in every round beside the plan's first configuration:
+* negative, the A/A twin: the same code counted apart. Its ratio to the original should land
+  within the margin; where it does not, the machine moved more than the margin between
+  identical processes, and verdicts near the margin deserve care.
+* positive, the planted slowdown: the same configuration with every epoch made
+  PLANTED_SLOWDOWN times longer. Found ("faster" beyond the margin), it shows the run could
+  see a difference of that size; not found, "undecided" means the run was too short, not
+  that the frameworks tie.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+from harness import stats
+from harness.analysis.trials import Configuration, config_key, configurations
+from harness.analysis.verdicts import Verdict, family, interval_text, ratio_texts, verdict
+from harness.results import Result
+
+PLANTED_SLOWDOWN = 1.25  # the positive control's size: a quarter more time in every epoch
+# The settings a person chooses, by their flat column name (as harness.report's tables name
+# cells' fields) and by the name a table shows them under.
+CHOSEN_SETTINGS = {"profile": "profile", "hyper_batch_size": "batch", "precision": "precision",
+                   "hyper_epochs": "epochs", "hyper_optimizer": "optimizer", "hyper_lr": "lr", "threads": "threads"}
+SHOWN_SETTINGS = ("hyper_batch_size", "precision")  # named in a question even where every configuration has them
+
+
+def show(v) -> str:
+    """A setting's value as text: '—' for none, floats without trailing zeros."""
+    missing = v is None or (isinstance(v, float) and v != v)
+    return "—" if missing else f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def setting(name: str, v) -> str:
+    """A setting as a table names it: 'batch 32', 'threads all'."""
+    return f"{CHOSEN_SETTINGS.get(name, name)} {'all' if name == 'threads' and v == 0 else show(v)}"
+
+
+def chosen(c: Configuration) -> dict[str, object]:
+    """A configuration's chosen settings by column name."""
+    cell = c.cell
+    return {"profile": cell.profile, "hyper_batch_size": cell.hyper.batch_size, "precision": cell.precision,
+            "hyper_epochs": cell.hyper.epochs, "hyper_optimizer": cell.hyper.optimizer, "hyper_lr": cell.hyper.lr,
+            "threads": cell.threads}
+
+
+@dataclass(frozen=True)
+class Question:
+    """One profile of one table at its most common settings: the fastest against its rivals."""
+    table: tuple[str, str, str, str]  # machine, data, model, device
+    profile: str
+    settings: tuple[str, ...]  # 'batch 32', 'precision float32', 'profile equal'
+    configurations: tuple[Configuration, ...]  # the contenders at these settings
+    fastest: Configuration | None
+    verdicts: tuple[Verdict, ...]
+
+
+@dataclass(frozen=True)
+class Control:
+    """kind: "negative" (the A/A twin) | "positive" (the planted slowdown); passed: it did what it should."""
+    kind: str
+    verdict: Verdict
+    passed: bool
+    text: str
+
+
+@dataclass(frozen=True)
+class Analysis:
+    margin: float
+    configurations: tuple[Configuration, ...]
+    questions: tuple[Question, ...]
+    controls: tuple[Control, ...]
+
+    def undecided(self) -> list[Verdict]:
+        """The questions' verdicts that more rounds could still decide."""
+        return [v for q in self.questions for v in q.verdicts if not v.decided]
+
+    def by_key(self) -> dict[tuple[str, str], Configuration]:
+        return {(c.machine, c.key): c for c in self.configurations}
+
+
+def idiomatic_mode(framework: str) -> str | None:
+    from impls.records import frameworks  # framework-free: names and modes only
+
+    record = frameworks().get(framework)
+    return record.idiomatic_mode if record else None
+
+
+def mode_rank(c: Configuration) -> int:
+    from impls.records import frameworks
+
+    record = frameworks().get(c.cell.framework)
+    modes = record.modes if record else ()
+    return modes.index(c.cell.mode) if c.cell.mode in modes else len(modes)
+
+
+def rivals(contenders: list[Configuration], fastest: Configuration) -> list[Configuration]:
+    """Each framework's idiomatic mode, then the next fastest: what the fastest is set against."""
+    idiomatic: dict[str, Configuration] = {}
+    for c in contenders:
+        name = f"{c.label.rsplit(' ', 1)[0]} {idiomatic_mode(c.cell.framework) or c.cell.mode}"
+        if c.label == name:
+            idiomatic.setdefault(name, c)
+    out = [c for c in idiomatic.values() if c is not fastest]
+    following = sorted((c for c in contenders if c is not fastest), key=lambda c: -c.speed)
+    if following and following[0] not in out:
+        out.append(following[0])
+    return out
+
+
+def questions(table: list[Configuration], margin: float, alpha: float) -> list[Question]:
+    """A table's questions: one per profile, at the settings most of its configurations share."""
+    varying = [s for s in CHOSEN_SETTINGS if len({show(chosen(c)[s]) for c in table}) > 1]
+    out = []
+    for profile in dict.fromkeys(c.cell.profile for c in table):
+        mine = [c for c in table if c.cell.profile == profile]
+        others = [s for s in varying if s != "profile"]
+        combos = Counter(tuple(show(chosen(c)[s]) for s in others) for c in mine)
+        common = max(combos, key=lambda k: combos[k])  # ties: the first in table order
+        mine = [c for c in mine if tuple(show(chosen(c)[s]) for s in others) == common]
+        named = [s for s in SHOWN_SETTINGS] + [s for s in varying if s not in SHOWN_SETTINGS]
+        settings = tuple(setting(s, chosen(mine[0])[s]) for s in named)
+        measured = [c for c in mine if c.trials]
+        fastest = max(measured, key=lambda c: c.speed) if len(measured) > 1 else None
+        verdicts = family(fastest, rivals(measured, fastest), margin, alpha) if fastest else []
+        out.append(Question(table[0].table, profile, settings, tuple(mine), fastest, tuple(verdicts)))
+    return out
+
+
+def controls(configs: list[Configuration], margin: float) -> list[Control]:
+    """One line each for the A/A twins and the planted slowdowns among the configurations."""
+    by_key = {(c.machine, c.key): c for c in configs}
+    out = []
+    for c in configs:
+        plain = dataclasses.replace(c.cell, twin=False, planted_slowdown=1.0)
+        original = by_key.get((c.machine, config_key(plain)))
+        if c.control is None or original is None:
+            continue
+        model = f"{original.label}'s {c.cell.model}"
+        v = verdict(original, c, margin)
+        if v.kind == "too few":
+            out.append(Control("negative" if c.control == "twin" else "positive", v, False,
+                               f"{'negative control (A/A)' if c.control == 'twin' else 'positive control'}: "
+                               f"{model}: {v.text.split(': ', 1)[1]}"))
+            continue
+        estimate, = ratio_texts(v.ratio.estimate)
+        interval = interval_text(v.ratio, original, c)
+        if c.control == "twin":
+            passed = 1 / (1 + margin) <= v.ratio.estimate <= 1 + margin
+            text = f"negative control (A/A): {model} ran {estimate}x as fast as its twin {interval}: " + (
+                f"within {margin:.0%}" if passed else f"this machine moved more than {margin:.0%} between "
+                "identical processes; read verdicts near the margin with care")
+            out.append(Control("negative", v, passed, text))
+        else:
+            planted = f"planted {c.cell.planted_slowdown:g}x slower in {model}"
+            passed = v.kind == "faster"
+            text = f"positive control: {planted}: " + (
+                f"found {estimate}x {interval}" if passed else f"not found {interval}: this run was too short to "
+                f"see a {c.cell.planted_slowdown:g}x difference, so \"undecided\" means too few rounds, not a tie")
+            out.append(Control("positive", v, passed, text))
+    return out
+
+
+def analyse(results: list[Result], margin: float = stats.MARGIN, alpha: float = stats.ALPHA) -> Analysis:
+    """Every question and control of these results (recipes' tables ask no speed question)."""
+    return analyse_configurations(configurations(results), margin, alpha)
+
+
+def analyse_configurations(configs: list[Configuration], margin: float = stats.MARGIN,
+                           alpha: float = stats.ALPHA) -> Analysis:
+    """analyse() from configurations already grouped (the simulations make theirs directly)."""
+    tables: dict[tuple, list[Configuration]] = defaultdict(list)
+    for c in configs:
+        if c.control is None and not c.cell.recipe:
+            tables[c.table].append(c)
+    order = sorted(tables, key=lambda t: t)
+    asked = [q for t in order for q in questions(sorted(tables[t], key=table_order), margin, alpha)]
+    checks = sorted(controls(configs, margin), key=lambda c: c.kind != "negative")  # the A/A twin's line first
+    return Analysis(margin, tuple(configs), tuple(asked), tuple(checks))
+
+
+def table_order(c: Configuration) -> tuple:
+    """As the report's tables list configurations: framework, backend, idiomatic mode first, settings."""
+    values = chosen(c)
+    return (c.cell.framework, c.cell.backend or "", mode_rank(c)) + tuple(
+        (str(type(values[s])), values[s]) for s in CHOSEN_SETTINGS)
