@@ -35,8 +35,8 @@ LOOPS, SEED_SPREAD = "plain-loops", "seed-spread"  # two steps' folders (the REA
 # name: ([(folder, harness.drive arguments)] before the plain loops, [...] after them)
 ARCHIVES = {
     "cpu": ([("matrix", ["--plan", "cpu-archive", "--rounds", "4", "--min-uncontended", "4"])],
-            [(SEED_SPREAD, ["--plan", "cpu-seed-spread", "--rounds", "5", "--no-twin"]),
-             ("recipes", ["--plan", "cpu-recipes", "--rounds", "1", "--no-twin"])]),
+            [(SEED_SPREAD, ["--plan", "cpu-seed-spread", "--rounds", "5", "--no-controls"]),
+             ("recipes", ["--plan", "cpu-recipes", "--rounds", "1", "--no-controls"])]),
 }
 PLAIN_LOOPS = {"cpu": ["--loop", "torch:eager:32", "jax:step:32", "jax:scan:32", "keras:fit:32", "keras:fit-jit:32",
                        "torch:example:32", "jax:example:32", "keras:example:32", "--device", "cpu", "--epochs", "5"]}

@@ -11,12 +11,13 @@ tox env that installs it (.tox/torch, .tox/keras, .tox/jax, .tox/keras-jax, ...;
 `tox -e torch,keras,jax --notest`), or one given with --python. So no framework meets a
 different hour of the machine than another. Round r runs trial r-1 of each configuration at
 seed first+r-1: every process is one timing trial and one accuracy seed. Each round also runs
-the matrix's first configuration a second time as its A/A twin: identical code counted apart,
-whose ratio to the original is the machine's noise floor.
+two controls beside the matrix's first configuration (harness.analysis.tables): its A/A twin,
+identical code counted apart (negative: it must land within the margin), and its planted
+slowdown, every epoch made 1.25x longer (positive: the run must find it).
 
-After round 4 (the fewest trials that can give a verdict), the driver adds rounds until every
-verdict of the summary is decided (a difference beyond the noise floor, or none) or the next
-round would overrun --budget; --rounds sets a fixed count instead. With --min-uncontended N,
+After round 4 (the fewest rounds a paired verdict uses), the driver adds rounds until every
+verdict of the summary is decided (faster beyond the margin, or within it) at the stricter
+STOP_ALPHA, or the next round would overrun --budget; --rounds sets a fixed count instead. With --min-uncontended N,
 top-up rounds follow the fixed ones (as many at most), each of only the configurations that
 have fewer than N finished trials no other process contended for, so a trial lost to a busy
 machine is made up at a new seed. A rerun of the same command resumes: trials already
@@ -33,9 +34,12 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
+from harness import stats
+from harness.analysis.tables import PLANTED_SLOWDOWN, Analysis, analyse
 from harness.cell import Cell
 from harness.files import REPO_ROOT
-from harness.options import Parser, add_matrix_options, check_out, given_options, positive_int, refuse_ignored
+from harness.options import (Parser, add_matrix_options, check_out, given_options, margin_fraction, positive_int,
+                             refuse_ignored)
 from harness.spec import HarnessError, cli_main
 
 DEFAULT_BUDGET = "30m"
@@ -43,7 +47,14 @@ DEFAULT_BUDGET = "30m"
 # mode, both profiles, 3 epochs (a compiling first and two steady ones): rounds short enough
 # that a 2-core machine decides its verdicts in about half an hour.
 MAIN_JOB = ["--model", "mlp", "--epochs", "3"]
-VERDICT_ROUNDS = 4  # the fewest trials a side with which the significance test can say anything
+VERDICT_ROUNDS = 4  # the fewest rounds a paired verdict uses (harness.analysis.verdicts.MIN_PAIRED_ROUNDS)
+# The driver looks after every round from VERDICT_ROUNDS on and stops once all is decided; each
+# look is a chance to stop on a false verdict. Deciding to stop at a third of the report's alpha
+# keeps a whole drive's chance of any false verdict in a table at or below ALPHA (the report
+# states its verdicts at ALPHA): in simulation, two identical configurations at a per-process
+# spread of 0.2 gave a false verdict in 6.3% of drives stopping at ALPHA, 2.8% at ALPHA / 3
+# (tests/test_stopping_rule.py), and a true 1.3x is still found within 10 rounds.
+STOP_ALPHA = stats.ALPHA / 3
 
 
 def parse_budget(text: str) -> float:
@@ -81,15 +92,19 @@ def missing_in(python: str, packages: tuple[str, ...]) -> tuple[str, ...]:
 
 
 # ---------------------------------------------------------------- rounds
-def round_cells(configurations: list[Cell], number: int, first_seed: int, same_seed: bool, twin: bool) -> list[Cell]:
-    """Round `number`'s cells: trial number-1 of each configuration, and the first one's A/A twin."""
+def round_cells(configurations: list[Cell], number: int, first_seed: int, same_seed: bool,
+                controls: bool) -> list[Cell]:
+    """Round `number`'s cells: trial number-1 of each configuration, and the first one's two
+    controls, its A/A twin and its planted slowdown."""
     seed = first_seed if same_seed else first_seed + number - 1
 
     def trial(cell: Cell, **more) -> Cell:
         return dataclasses.replace(cell, trial=number - 1, hyper=dataclasses.replace(cell.hyper, seed=seed), **more)
 
     cells = [trial(c) for c in configurations]
-    return cells + [trial(configurations[0], twin=True)] if twin and configurations else cells
+    if not controls or not configurations:
+        return cells
+    return cells + [trial(configurations[0], twin=True), trial(configurations[0], planted_slowdown=PLANTED_SLOWDOWN)]
 
 
 def short_of(configurations: list[Cell], store, wanted: int) -> list[Cell]:
@@ -98,24 +113,21 @@ def short_of(configurations: list[Cell], store, wanted: int) -> list[Cell]:
 
     counted = Counter()
     for _, r in store.results():
-        if isinstance(r, Exception) or r.status != "ok" or r.cell.twin:
+        if isinstance(r, Exception) or r.status != "ok" or r.cell.control is not None:
             continue
         if r.env.contention is None or not r.env.contention.contended:
             counted[r.cell.configuration.id] += 1
     return [c for c in configurations if counted[c.configuration.id] < wanted]
 
 
-def undecided(store) -> list[str]:
-    """The summary's verdicts not yet decided, from what the folder holds now."""
-    from harness.report.read import read_results
-    from harness.report.summary import summarise, tables
-    from harness.report.verdicts import headline_verdicts
+def stop_after(number: int, analysis: Analysis) -> bool:
+    """The stopping rule: from round VERDICT_ROUNDS on, stop once every verdict is decided."""
+    return number >= VERDICT_ROUNDS and not analysis.undecided()
 
-    df = read_results([store.root])
-    cells = df[df["source"] == "harness"]
-    return [v.text for machine in cells["machine"].unique()
-            for v in headline_verdicts(tables(summarise(cells[cells["machine"] == machine]), cells))
-            if not v.decided]
+
+def next_round_fits(elapsed: float, per_cell: list[float], round_size: int, budget: float) -> bool:
+    """Whether another round, at the slower of the last two rounds' seconds a cell, ends within the budget."""
+    return not per_cell or elapsed + max(per_cell[-2:]) * round_size <= budget
 
 
 def seconds_to_go(per_cell: list[float], round_size: int, rounds_left: int) -> float:
@@ -134,7 +146,7 @@ def drive(configurations: list[Cell], store, args, python_for) -> int:
         return list(missing_in(python_for(cell), framework(cell.framework).needs(cell.backend, cell.profile)))
 
     start, per_cell, number, failures = time.time(), [], 0, 0  # per_cell: seconds a cell took, per round
-    round_size = len(configurations) + (not args.no_twin)
+    round_size = len(configurations) + 2 * (not args.no_controls)
     drive_id = time.strftime("%Y%m%dT%H%M%S") + f"-{random.randrange(16**6):06x}"
     warn_if_busy(print)
     while True:
@@ -149,16 +161,16 @@ def drive(configurations: list[Cell], store, args, python_for) -> int:
                 break
             print(f"top-up round {number}: {len(short)} configurations have fewer than {args.min_uncontended} "
                   "uncontended trials", flush=True)
-            cells = round_cells(short, number, args.seed[0], args.same_seed, twin=False)
+            cells = round_cells(short, number, args.seed[0], args.same_seed, controls=False)
         else:
-            if not args.rounds and per_cell and elapsed + max(per_cell[-2:]) * round_size > args.budget:
+            if not args.rounds and not next_round_fits(elapsed, per_cell, round_size, args.budget):
                 print(f"stop: round {number} would not end within the budget ({args.budget / 60:.0f} min)")
                 break
-            cells = round_cells(configurations, number, args.seed[0], args.same_seed, not args.no_twin)
+            cells = round_cells(configurations, number, args.seed[0], args.same_seed, not args.no_controls)
         order_seed = random.randrange(2**31)
         random.Random(order_seed).shuffle(cells)
         context = {c.id: {"round": {"drive": drive_id, "number": number, "position": i + 1, "size": len(cells),
-                                    "seed": order_seed}} for i, c in enumerate(cells)}
+                                    "seed": order_seed, "margin": args.margin}} for i, c in enumerate(cells)}
         began = time.time()
         counts = run_matrix(cells, store, args.force, args.quiet, python_for=python_for,
                             context_for=lambda c: context[c.id], missing=missing)
@@ -175,10 +187,12 @@ def drive(configurations: list[Cell], store, args, python_for) -> int:
         print(f"round {number} done in {(time.time() - began) / 60:.1f} min: "
               + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + left, flush=True)
         if not args.rounds and number >= VERDICT_ROUNDS:
-            pending = undecided(store)
-            if not pending:
+            results = [r for _, r in store.results() if not isinstance(r, Exception)]
+            analysis = analyse(results, args.margin, STOP_ALPHA)
+            if stop_after(number, analysis):
                 print(f"every verdict decided after {number} rounds")
                 break
+            pending = [v.text for v in analysis.undecided()]
             more = "; ..." if len(pending) > 3 else ""
             print(f"{len(pending)} verdicts undecided: " + "; ".join(pending[:3]) + more)
     return failures
@@ -196,7 +210,11 @@ def parser() -> argparse.ArgumentParser:
                    help="after --rounds, up to as many top-up rounds, each of the configurations that have fewer "
                         "than N finished trials that no other process contended for")
     p.add_argument("--same-seed", action="store_true", help="every round at the first seed (default: seed first+r-1)")
-    p.add_argument("--no-twin", action="store_true", help="no A/A twin (no noise floor)")
+    p.add_argument("--margin", type=margin_fraction, default=stats.MARGIN, metavar="FRACTION",
+                   help=f"the practical margin, declared before the run: a difference within it is a tie "
+                        f"(default {stats.MARGIN:g}, i.e. {stats.MARGIN:.0%})")
+    p.add_argument("--no-controls", action="store_true",
+                   help="no A/A twin and no planted slowdown (the summary then cannot say whether the run could see)")
     p.add_argument("--python", nargs="+", default=[], metavar="FRAMEWORK=PATH",
                    help="the interpreter of a framework's environment, e.g. torch=~/venvs/torch/bin/python or "
                         "'keras[jax]=...' (default: the tox env's, .tox/<env>/bin/python)")

@@ -19,6 +19,17 @@ AXES = ("framework", "model", "mode", "backend", "dataset", "batch_size", "seed"
 RECIPE_SETS = ("model", "dataset", "optimizer", "lr", "eps")
 
 
+def margin_fraction(text: str) -> float:
+    """'0.05' or '5%' as 0.05: a finite fraction from 0 to 1."""
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a margin like 0.05 or 5%") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"a margin is a fraction from 0 to 1 (0.05 or 5%), got {text}")
+    return value
+
+
 def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:

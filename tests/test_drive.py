@@ -1,5 +1,6 @@
 """The driver: rounds of every configuration in a shuffled order, each cell in its framework's
-environment, an A/A twin each round, seeds and trials per round, resumable, within a budget."""
+environment, two controls each round (an A/A twin and a planted slowdown), seeds and trials per
+round, resumable, within a budget, with a margin declared before the run."""
 from __future__ import annotations
 
 import json
@@ -17,18 +18,25 @@ def rounds_in(out) -> list[dict]:
     return sorted(docs, key=lambda d: (d["env"]["round"]["number"], d["env"]["round"]["position"]))
 
 
-def test_each_round_runs_every_configuration_and_a_twin_in_a_recorded_shuffled_order(tmp_path):
-    proc = harness_run(*TWO, "--rounds", "3", out=tmp_path, module="harness.drive")
+def test_each_round_runs_every_configuration_and_both_controls_in_a_recorded_shuffled_order(tmp_path):
+    proc = harness_run(*TWO, "--rounds", "3", "--margin", "3%", out=tmp_path, module="harness.drive")
     assert proc.returncode == 0, proc.stderr
     docs = rounds_in(tmp_path)
     per_round = Counter(d["env"]["round"]["number"] for d in docs)
-    assert per_round == {1: 3, 2: 3, 3: 3}  # numpy, timed and numpy's A/A twin, each round
+    assert per_round == {1: 4, 2: 4, 3: 4}  # numpy, timed, numpy's A/A twin and its planted slowdown, each round
     for d in docs:
         r, cell = d["env"]["round"], d["cell"]
         assert cell["trial"] == r["number"] - 1 and cell["hyper"]["seed"] == r["number"] - 1  # a seed per round
-        assert r["size"] == 3 and 1 <= r["position"] <= 3 and isinstance(r["seed"], int)
+        assert r["size"] == 4 and 1 <= r["position"] <= 4 and isinstance(r["seed"], int)
+        assert r["margin"] == 0.03  # declared before the run, recorded in every trial
     twins = [d for d in docs if d["cell"]["twin"]]
     assert len(twins) == 3 and {d["cell"]["framework"] for d in twins} == {"numpy"}
+    planted = [d for d in docs if d["cell"]["planted_slowdown"] != 1]
+    assert len(planted) == 3 and {(d["cell"]["framework"], d["cell"]["planted_slowdown"]) for d in planted} == {
+        ("numpy", 1.25)}
+    for d in planted:  # each epoch slept a quarter of its own time, and counted it
+        slept, epochs = d["curves"]["planted_s"], d["curves"]["epoch_s"]
+        assert len(slept) == len(epochs) and all(0 < s < e for s, e in zip(slept, epochs))
     assert len({d["env"]["round"]["drive"] for d in docs}) == 1
     assert "round 3 done" in proc.stdout
 
@@ -37,8 +45,8 @@ def test_a_rerun_resumes_and_runs_only_the_rounds_not_done(tmp_path):
     harness_run(*TWO, "--rounds", "2", out=tmp_path, module="harness.drive")
     again = harness_run(*TWO, "--rounds", "3", out=tmp_path, module="harness.drive")
     assert again.returncode == 0, again.stderr
-    assert "round 1 done" in again.stdout and "3 done before" in again.stdout  # rounds 1 and 2 kept
-    assert Counter(d["env"]["round"]["number"] for d in rounds_in(tmp_path)) == {1: 3, 2: 3, 3: 3}
+    assert "round 1 done" in again.stdout and "4 done before" in again.stdout  # rounds 1 and 2 kept
+    assert Counter(d["env"]["round"]["number"] for d in rounds_in(tmp_path)) == {1: 4, 2: 4, 3: 4}
 
 
 def test_a_budget_stops_before_a_round_that_would_overrun_it(tmp_path):
@@ -78,7 +86,7 @@ def test_top_up_rounds_make_up_only_the_trials_that_were_contended(tmp_path):
         doc["env"]["contention"]["contended"] = path == lost  # as if a build had run beside that one
         path.write_text(json.dumps(doc))
     configurations = list({c.configuration: c.configuration for c in (Cell.fromdict(d["cell"]) for d in rounds_in(tmp_path))
-                           if not c.twin})
+                           if c.control is None})
     assert [c.framework for c in drive.short_of(configurations, Store(tmp_path), 2)] == ["timed"]
     assert drive.short_of(configurations, Store(tmp_path), 1) == []  # one uncontended trial each
     again = harness_run(*TWO, "--rounds", "2", "--min-uncontended", "2", out=tmp_path, module="harness.drive")
@@ -87,7 +95,8 @@ def test_top_up_rounds_make_up_only_the_trials_that_were_contended(tmp_path):
     topped = [d for d in rounds_in(tmp_path) if d["env"]["round"]["number"] > 2]
     # at new seeds, no twin, the timed configuration only; at most as many top-up rounds as rounds
     # (a tiny cell's own contention reading is noise, so round 4 may make up round 3's)
-    assert {(d["cell"]["framework"], d["cell"]["twin"]) for d in topped} == {("timed", False)}
+    assert {(d["cell"]["framework"], d["cell"]["twin"], d["cell"]["planted_slowdown"]) for d in topped} == {
+        ("timed", False, 1.0)}
     assert {d["cell"]["hyper"]["seed"] for d in topped} <= {2, 3} and len(topped) <= 2
 
 
