@@ -22,14 +22,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness import stats
+from harness.analysis.tables import Analysis, analyse
 from harness.report import compare as comparing
 from harness.report.document import compare_document, report_document
 from harness.report.headline import headlines
 from harness.report.read import read_results
 from harness.report.render import markdown, page
 from harness.report.summary import summarise, tables
-from harness.report.verdicts import noise_floor
 from harness.files import REPORT_DIR, WORKSPACE, write_atomic
+from harness.options import margin_fraction
 from harness.spec import HarnessError, cli_main
 
 
@@ -42,7 +44,20 @@ def kilobytes(paths) -> str:
     return f"{sum(p.stat().st_size for p in paths) / 1024:,.0f} KB"
 
 
-def machine_report(machine: str, df: pd.DataFrame, out_dir: Path, with_html: bool) -> list[str]:
+def declared_margin(cells: pd.DataFrame, given: float | None) -> float:
+    """--margin where given, else the one the driver declared in the results (rounds record it), else 5%."""
+    if given is not None:
+        return given
+    declared = {r.env.round.margin for r in cells["result"] if r.env.round and r.env.round.margin is not None}
+    return declared.pop() if len(declared) == 1 else stats.MARGIN
+
+
+def analysis_of(cells: pd.DataFrame, margin: float | None) -> Analysis:
+    return analyse(list(cells["result"]), declared_margin(cells, margin))
+
+
+def machine_report(machine: str, df: pd.DataFrame, out_dir: Path, with_html: bool,
+                   margin: float | None = None) -> list[str]:
     """One machine's REPORT.md, plots/ and report.html in out_dir: its summary lines, then what was written."""
     from harness.report import plots  # matplotlib: only when drawing
 
@@ -50,15 +65,15 @@ def machine_report(machine: str, df: pd.DataFrame, out_dir: Path, with_html: boo
     cells, bench = mine[mine["source"] == "harness"], mine[mine["source"] == "pytest-benchmark"]
     summary = summarise(cells)
     all_tables = tables(summary, cells)
-    floor = noise_floor(all_tables)
-    heads = headlines(all_tables, floor)
+    analysis = analysis_of(cells, margin)
+    heads = headlines(all_tables, analysis)
     plot_dir = out_dir / "plots"
     stale = set(plot_dir.glob("*.png"))
     figures = plots.draw(heads, cells[cells["status"] == "ok"], summary, plot_dir)
     drawn = [path for shown in figures.values() for _, path in shown]
     for path in stale - set(drawn):  # the folder holds this report's plots only
         path.unlink()
-    doc = report_document(machine, cells, bench, all_tables, heads, summary, figures, floor)
+    doc = report_document(machine, cells, bench, all_tables, heads, summary, figures, analysis)
     written = [write_text(out_dir / "REPORT.md", markdown(doc, out_dir))]
     if with_html:
         written.append(write_text(out_dir / "report.html", page(doc)))
@@ -68,7 +83,7 @@ def machine_report(machine: str, df: pd.DataFrame, out_dir: Path, with_html: boo
     return lines
 
 
-def report(dirs: list[Path], out_dir: Path, with_html: bool) -> list[str]:
+def report(dirs: list[Path], out_dir: Path, with_html: bool, margin: float | None = None) -> list[str]:
     """A report per machine: in out_dir itself for one machine, else in out_dir/<machine>/."""
     df = read_results(dirs)
     machines = sorted(df.loc[df["source"] == "harness", "machine"].unique())
@@ -79,14 +94,14 @@ def report(dirs: list[Path], out_dir: Path, with_html: bool) -> list[str]:
         print(f"pytest-benchmark files of {', '.join(sorted(lonely))} have no cells of that machine: "
               "in --csv only", file=sys.stderr)
     if len(machines) == 1:
-        return machine_report(machines[0], df, out_dir, with_html)
+        return machine_report(machines[0], df, out_dir, with_html, margin)
     lines = [f"{len(machines)} machines: one report each in {out_dir}/<machine>/"]
     for machine in machines:
-        lines += [""] + machine_report(machine, df, out_dir / machine, with_html)
+        lines += [""] + machine_report(machine, df, out_dir / machine, with_html, margin)
     return lines
 
 
-def compare(a: Path, b: Path, out_dir: Path, with_html: bool) -> tuple[list[str], bool]:
+def compare(a: Path, b: Path, out_dir: Path, with_html: bool, margin: float | None = None) -> tuple[list[str], bool]:
     """B against A: COMPARE.md (and compare.html); the summary lines and whether B regressed."""
     def side(folder: Path):
         df = read_results([folder])
@@ -96,8 +111,7 @@ def compare(a: Path, b: Path, out_dir: Path, with_html: bool) -> tuple[list[str]
         return str(folder), summarise(cells), cells
 
     sides = side(a), side(b)
-    floor = max(noise_floor(tables(summary, cells)).factor for _, summary, cells in sides)
-    result = comparing.compare(*sides, floor=floor)
+    result = comparing.compare(*sides, margin=declared_margin(pd.concat([sides[0][2], sides[1][2]]), margin))
     doc = compare_document(result)
     written = [write_text(out_dir / "COMPARE.md", markdown(doc, out_dir))]
     if with_html:
@@ -105,7 +119,7 @@ def compare(a: Path, b: Path, out_dir: Path, with_html: bool) -> tuple[list[str]
     return doc.summary + [f"wrote {p}" for p in written], result.regressed
 
 
-def readme_text(archive: Path) -> str:
+def readme_text(archive: Path, margin: float | None = None) -> str:
     """The README's section for one machine's archive (harness.archive's folder)."""
     from harness.report.readme import archive_parts, readme_section
 
@@ -118,8 +132,8 @@ def readme_text(archive: Path) -> str:
                            f"{', '.join(machines)}")
     summary = summarise(cells)
     all_tables = tables(summary, cells)
-    floor = noise_floor(all_tables)
-    return readme_section(machines[0], headlines(all_tables, floor), all_tables, floor, loops, spread, summary)
+    analysis = analysis_of(cells, margin)
+    return readme_section(machines[0], headlines(all_tables, analysis), all_tables, analysis, loops, spread, summary)
 
 
 def write_csv(dirs: list[Path], target: str, out_dir: Path) -> None:
@@ -148,6 +162,9 @@ def parser() -> argparse.ArgumentParser:
                    help="write only the flat table (default OUT_DIR/report.csv; - for stdout); folders go before it")
     p.add_argument("--compare", nargs=2, type=absolute, metavar=("A", "B"),
                    help="B against A per framework and mode, to OUT_DIR/COMPARE.md")
+    p.add_argument("--margin", type=margin_fraction, metavar="FRACTION",
+                   help="the practical margin of the verdicts (default: the one the driver declared in the "
+                        f"results, else {stats.MARGIN:g})")
     p.add_argument("--readme", action="store_true",
                    help="print the README's archive section (tables, verdicts, time split) and write nothing")
     return p
@@ -161,12 +178,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.readme:
         if len(args.dirs) != 1:
             raise HarnessError("--readme takes one archive folder, e.g. results/cpu-epyc-2c")
-        print(readme_text(args.dirs[0]))
+        print(readme_text(args.dirs[0], args.margin))
         return 0
     if args.compare:
-        lines, regressed = compare(*args.compare, args.out_dir, args.html)
+        lines, regressed = compare(*args.compare, args.out_dir, args.html, args.margin)
     else:
-        lines, regressed = report(args.dirs, args.out_dir, args.html), False
+        lines, regressed = report(args.dirs, args.out_dir, args.html, args.margin), False
     print("\n".join(lines))
     return 1 if regressed else 0
 

@@ -1,10 +1,14 @@
 """Two archives side by side (say a GPU machine's and a CPU machine's): per framework and mode, B against A.
 
-Rows match on data, model, framework, mode and the settings a person chooses (profile,
-batch, precision, epochs, optimizer, lr), and on the device too where both archives ran on
-one (so a GPU machine's CPU rows meet only CPU rows); everything else that differs between
-the archives (machine, device, threads, versions, framework settings, an optimizer's eps)
-is named above the tables. On one machine a slower B is a regression, and the exit code says so.
+Rows match one to one on data, model, framework, mode, the settings a person chooses
+(profile, batch, precision, epochs, optimizer, lr) and whether a row is a control (the A/A
+twin, the planted slowdown), and on the device too where both archives ran on one (so a GPU
+machine's CPU rows meet only CPU rows); everything else that differs between the archives
+(machine, device, threads, versions, framework settings, an optimizer's eps) is named above
+the tables. The machine's drift between the runs is measured apart (harness.analysis.drift)
+and each configuration is judged on its change after it. On one machine a B slower beyond
+the margin is a REGRESSION, a configuration A measured and B did not is FAILED, and the exit
+code says so.
 """
 from __future__ import annotations
 
@@ -13,19 +17,18 @@ from dataclasses import dataclass
 import pandas as pd
 
 from harness import stats
-from harness.report.summary import CHOSEN_SETTINGS, column, field_name, missing, settings_columns, show
+from harness.analysis.drift import Drift, changes, drift
+from harness.report.summary import CHOSEN_SETTINGS, column, control_of, field_name, missing, settings_columns, show
 from harness.spec import HarnessError
 
-# A regression (only between two archives of one machine): B trains or infers this fraction
-# slower than A, with the whole interval over trials beyond it (and beyond the machine's noise
-# floor, where the archives' A/A twins measured one): one process a side is no evidence here,
-# where the same code moves 1.3x-2.4x between processes.
-SLOWDOWN_THRESHOLD = 0.10
-# ... or its mean test accuracy is this much lower (absolute): seeds alone move MNIST
+# A regression (only between two archives of one machine): B trains or infers slower than A
+# by more than the margin after the machine's drift, the whole interval beyond it; or its
+# mean test accuracy is this much lower (absolute): seeds alone move MNIST
 # accuracy by a few tenths of a point, a whole point is a change in what was learned.
 ACCURACY_DROP_THRESHOLD = 0.01
 MACHINE_SETTINGS = ("device", "threads")  # differ with the machine: named, not matched on
-KEY = ["table", "model", "framework", "backend", "mode"] + [c for c in CHOSEN_SETTINGS if c not in MACHINE_SETTINGS]
+KEY = (["table", "model", "framework", "backend", "mode"] + [c for c in CHOSEN_SETTINGS if c not in MACHINE_SETTINGS]
+       + ["control"])
 # What the header compares between the archives, besides the framework settings and versions.
 ENV_FIELDS = {"machine": "machine", "device": "device", "env_machine_cpu": "CPU", "env_machine_cores": "cores",
               "env_device_name": "device name", "env_machine_driver": "driver", "env_machine_cuda": "CUDA",
@@ -40,11 +43,13 @@ class Comparison:
     rows: pd.DataFrame  # one row per configuration in A or B, columns suffixed _a and _b
     differences: list[str]  # "device: cpu → cuda"
     same_machine: bool
-    noise_floor: float = 1.0
+    drift: Drift
+    margin: float = stats.MARGIN
 
     @property
     def regressed(self) -> bool:
-        return self.same_machine and bool((self.rows["verdict"] == "REGRESSION").any())
+        """A REGRESSION or a FAILED row on one machine."""
+        return self.same_machine and bool(self.rows["verdict"].isin(["REGRESSION", "FAILED"]).any())
 
 
 def only_machine(cells: pd.DataFrame, name: str) -> str:
@@ -84,46 +89,61 @@ def keys(frame: pd.DataFrame, key: list[str]) -> pd.Series:
     return frame[key].map(show).apply(tuple, axis=1)
 
 
-def verdict(r: dict, same_machine: bool, floor: float) -> tuple[str, str]:
-    """(verdict, its words) for one matched row: training and inference speed over trials, accuracy by seeds."""
+def verdict(r: dict, same_machine: bool, train, infer) -> tuple[str, str]:
+    """(verdict, its words) for one matched row, given its training and inference changes after the drift."""
     if missing(r["label_a"]):
         return "only in B", ""
     if missing(r["label_b"]):
         return "only in A", ""
-    if missing(r["sps_median_a"]) or missing(r["sps_median_b"]):
+    if missing(r["sps_b"]) and not missing(r["sps_a"]):
+        return "FAILED", f"measured in A, no finished trial in B: {r['status_b']}"
+    if missing(r["sps_a"]) or missing(r["sps_b"]):
         return "not measured", ""
-    train = stats.compare_regression(r["times_a"], r["times_b"], SLOWDOWN_THRESHOLD, floor)
+    if not missing(r["control_a"]):
+        return "control", f"B ÷ A {r['sps_b'] / r['sps_a']:.2f} (a control: not judged)"
     if not same_machine:
-        ratio = stats.speed_ratio(r["times_b"], r["times_a"]).text(".3g")
-        return "", f"B's speed over A's {ratio} (two machines: no verdict)"
-    infer = stats.compare_regression(r["infer_times_a"], r["infer_times_b"], SLOWDOWN_THRESHOLD, floor)
+        return "", f"{train.text.replace('after the drift', 'after the machines’ ratio')} (two machines)"
     lost = r["acc_mean_a"] - r["acc_mean_b"]
-    if train.kind == "slower" or infer.kind == "slower":
-        return "REGRESSION", (train if train.kind == "slower" else infer).text
+    if train.kind == "slower" or (infer is not None and infer.kind == "slower"):
+        slower = train if train.kind == "slower" else infer
+        return "REGRESSION", ("inference: " if slower is infer else "") + slower.text
     if not missing(lost) and lost > ACCURACY_DROP_THRESHOLD:
         return "REGRESSION", f"mean test accuracy {lost:.4f} lower"
-    return {"too few": "no verdict", "faster": "faster", "same": "no measurable difference",
-            "undecided": "no measurable difference"}[train.kind], train.text
+    return {"too few": "no verdict", "within": "same"}.get(train.kind, train.kind), train.text
 
 
 def compare(a: tuple[str, pd.DataFrame, pd.DataFrame], b: tuple[str, pd.DataFrame, pd.DataFrame],
-            floor: float = 1.0) -> Comparison:
-    """B against A, each given as (name, summary, cells) of one machine; floor: their noise floor."""
+            margin: float = stats.MARGIN) -> Comparison:
+    """B against A, each given as (name, summary, cells) of one machine."""
     (name_a, summary_a, cells_a), (name_b, summary_b, cells_b) = a, b
+    cells_a, cells_b = (cells.assign(control=control_of(cells)) for cells in (cells_a, cells_b))
     same_machine = only_machine(cells_a, name_a) == only_machine(cells_b, name_b)
     shared_device = set(cells_a["device"]) & set(cells_b["device"])
     key = KEY + ["device"] if shared_device else KEY
     both = [s.assign(key=keys(s, key)) for s in (summary_a, summary_b)]
-    m = both[0].merge(both[1], on="key", how="outer", suffixes=("_a", "_b"))
+    for name, side in zip((name_a, name_b), both):
+        twice = side[side["key"].duplicated(keep=False)]
+        if len(twice):
+            raise HarnessError(f"{name} has {len(twice)} rows that match as one ({twice['label'].iloc[0]}, "
+                               f"{', '.join(show(v) for v in twice['key'].iloc[0])}): compare folders that ran "
+                               "each configuration on one device and thread count")
+    m = both[0].merge(both[1], on="key", how="outer", suffixes=("_a", "_b"), validate="one_to_one")
     for c in key:
         m[c] = m[f"{c}_a"].combine_first(m[f"{c}_b"])
     m["label"] = m["label_a"].fillna(m["label_b"])
-    m["B ÷ A"] = m["sps_median_b"] / m["sps_median_a"]
-    words = [verdict(r, same_machine, floor) for r in m.to_dict("records")]
+    m["B ÷ A"] = m["sps_b"] / m["sps_a"]
+    records = m.to_dict("records")
+    judged = [i for i, r in enumerate(records) if not missing(r["sps_a"]) and not missing(r["sps_b"])
+              and missing(r["control_a"])]
+    pairs = [(records[i]["times_a"], records[i]["times_b"]) for i in judged]
+    train = dict(zip(judged, changes(pairs, margin)))
+    infer_pairs = [(records[i]["infer_times_a"], records[i]["infer_times_b"]) for i in judged]
+    infer = dict(zip(judged, changes(infer_pairs, margin)))
+    words = [verdict(r, same_machine, train.get(i), infer.get(i)) for i, r in enumerate(records)]
     m["verdict"], m["verdict_text"] = [w[0] for w in words], [w[1] for w in words]
     sort = ["table", "model", "framework", "backend"] + [f"mode_rank_{s}" for s in "ab"]
     m = m.sort_values(sort, kind="stable", ignore_index=True)
-    return Comparison(name_a, name_b, m, differences(cells_a, cells_b, key), same_machine, floor)
+    return Comparison(name_a, name_b, m, differences(cells_a, cells_b, key), same_machine, drift(pairs), margin)
 
 
 def varying(rows: pd.DataFrame) -> list[str]:
@@ -140,9 +160,11 @@ def tables(comparison: Comparison) -> list[tuple[str, pd.DataFrame, list[str]]]:
 def headline(comparison: Comparison) -> list[str]:
     """A few lines for the terminal and the top of COMPARE.md."""
     m = comparison.rows
-    matched = m[m["B ÷ A"].notna()]
+    matched = m[m["B ÷ A"].notna() & m["control"].isna()]
+    counts = m["verdict"].value_counts()
     lines = [f"{comparison.b} against {comparison.a}: {len(matched)} configurations in both, "
-             f"{(m['verdict'] == 'only in A').sum()} only in A, {(m['verdict'] == 'only in B').sum()} only in B"]
+             f"{counts.get('FAILED', 0)} FAILED in B, {counts.get('only in A', 0)} only in A, "
+             f"{counts.get('only in B', 0)} only in B", "  " + comparison.drift.text]
     for (data, model), g in matched.groupby(["table", "model"], sort=False):
         ratio = g["B ÷ A"]
         acc = (g["acc_mean_b"] - g["acc_mean_a"]).abs().max()
@@ -150,14 +172,11 @@ def headline(comparison: Comparison) -> list[str]:
         lines.append(f"  {data} / {model}: B trains {ratio.median():.3g}x as fast as A ({spread}); "
                      f"accuracy differs by at most {acc:.4f}")
     if comparison.same_machine:
-        counts = m["verdict"].value_counts()
-        floor = f", noise floor {comparison.noise_floor:.3g}x" if comparison.noise_floor > 1 else ""
-        lines.append(f"  one machine: {counts.get('REGRESSION', 0)} regressions (the whole interval of training or "
-                     f"inference speed over trials more than {SLOWDOWN_THRESHOLD:.0%} slower{floor}, or accuracy "
-                     f"{ACCURACY_DROP_THRESHOLD} lower), {counts.get('no measurable difference', 0)} with no "
-                     f"measurable difference, {counts.get('faster', 0)} faster, {counts.get('no verdict', 0)} "
-                     "with too few trials for a verdict")
-        for r in m[m["verdict"] == "REGRESSION"].to_dict("records"):
-            lines.append(f"  REGRESSION {r['table']} / {r['model']} {r['label']}: {r['verdict_text']}")
+        lines.append(f"  one machine: {counts.get('REGRESSION', 0)} regressions (training or inference speed slower "
+                     f"than A by more than the margin, {comparison.margin:.0%}, after the drift, or accuracy "
+                     f"{ACCURACY_DROP_THRESHOLD} lower), {counts.get('FAILED', 0)} FAILED, {counts.get('faster', 0)} "
+                     f"faster, {counts.get('same', 0)} within {comparison.margin:.0%}, {counts.get('undecided', 0)} "
+                     f"undecided, {counts.get('no verdict', 0)} with too few trials for a verdict")
+        for r in m[m["verdict"].isin(["REGRESSION", "FAILED"])].to_dict("records"):
+            lines.append(f"  {r['verdict']} {r['table']} / {r['model']} {r['label']}: {r['verdict_text']}")
     return lines
-

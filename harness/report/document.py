@@ -12,8 +12,8 @@ from harness.recipes import RECIPES
 from harness.machine import slug
 from harness.report import compare as comparing
 from harness.report.read import model_definitions
-from harness.report.headline import DEVICE_BOUND, Headline, framework_tax, native_vs_equal
-from harness.report.verdicts import NoiseFloor, contenders
+from harness.analysis.tables import Analysis
+from harness.report.headline import DEVICE_BOUND, Headline, contenders, framework_tax, native_vs_equal
 from harness.report.render import Document, Grid, Section
 from harness.report.summary import (ACCURACY_TARGET, CHOSEN_SETTINGS, Table, column, fairness, missing,
                                     shared_machine, show)
@@ -68,12 +68,12 @@ def headline_lines(h: Headline) -> list[str]:
     if f is None:
         return lines + ["  no row measured a training rate"]
     interval = f" ({rate(f['sps_low'])}-{rate(f['sps_high'])})" if not missing(f["sps_low"]) else ""
-    lines.append(f"  fastest {f['label']}, {rate(f['sps_median'])} samples/s{interval}"
+    lines.append(f"  fastest {f['label']}, {rate(f['sps'])} samples/s{interval}"
                  + ("" if h.verdicts else " (the only row)"))
     if h.verdicts:
         lines.append("  " + "; ".join(v.text for v in h.verdicts))
     absent = [f"{name} {'not run' if r is None else r['status'].split()[0]}" for name, r in h.idiomatic.items()
-              if r is None or missing(r["sps_median"])]
+              if r is None or missing(r["sps"])]
     if absent:
         lines.append(f"  not measured: {', '.join(absent)}")
     accs = h.compared["acc_mean"].dropna()
@@ -109,10 +109,23 @@ def largest_parts(rows: pd.DataFrame) -> str:
     return "; ".join(out)
 
 
-def summary_lines(machine: str, cells: pd.DataFrame, heads: list[Headline], floor: NoiseFloor) -> list[str]:
-    lines = [f"{machine}: {machine_text(cells)}; {len(cells)} cells",
-             (f"noise floor {floor.factor:.3g}x: no verdict within it ({floor.about})" if floor.known else
-              f"noise floor unknown: {floor.about}")]
+def control_lines(analysis: Analysis) -> list[str]:
+    """The margin, then one line per control (or why there is none)."""
+    lines = [f"margin {analysis.margin:.0%}: a difference within it is a tie; verdicts at 95% per table "
+             "(Bonferroni over its comparisons), paired by round where configurations shared rounds"]
+    kinds = {c.kind for c in analysis.controls}
+    lines += [c.text for c in analysis.controls]
+    if "negative" not in kinds:
+        lines.append("no A/A twin among these results: nothing shows how far identical processes land apart here "
+                     "(python -m harness.drive runs one each round)")
+    if "positive" not in kinds:
+        lines.append("no planted slowdown among these results: nothing shows this run could see a difference "
+                     "(python -m harness.drive runs one each round)")
+    return lines
+
+
+def summary_lines(machine: str, cells: pd.DataFrame, heads: list[Headline], analysis: Analysis) -> list[str]:
+    lines = [f"{machine}: {machine_text(cells)}; {len(cells)} cells", *control_lines(analysis)]
     contended = int(sum(h.compared["n_contended"].sum() for h in heads))
     if contended:
         lines.append(f"{contended} trials left out: other processes used the machine while they trained "
@@ -129,8 +142,8 @@ def accuracy(r: dict) -> str:
 
 
 def samples_per_s(r: dict) -> str:
-    """The median over trials, with its 95% interval where there are enough trials."""
-    return rate(r["sps_median"]) + ("" if missing(r["sps_low"]) else f" ({rate(r['sps_low'])}-{rate(r['sps_high'])})")
+    """The geometric mean over trials, with its 95% interval where there are enough trials."""
+    return rate(r["sps"]) + ("" if missing(r["sps_low"]) else f" ({rate(r['sps_low'])}-{rate(r['sps_high'])})")
 
 
 def trials(r: dict) -> str:
@@ -296,22 +309,26 @@ def about_section(cells: pd.DataFrame) -> Section:
 
 
 def report_document(machine: str, cells: pd.DataFrame, bench: pd.DataFrame, tables: list[Table],
-                    heads: list[Headline], summary: pd.DataFrame, figures: Figures, floor: NoiseFloor) -> Document:
+                    heads: list[Headline], summary: pd.DataFrame, figures: Figures, analysis: Analysis) -> Document:
     """One machine's report: the summary, a section per table, then the per-mode views and the recipes."""
     main = [table_section(t, figures) for t in tables if not t.recipe]
     later = [native_section(tables), tax_section(tables), models_section(), recipes_section(summary, figures),
              benchmarks_section(bench), about_section(cells)]
     intro = [f"{len(cells)} result files on {machine} ({machine_text(cells)}). One table per data set, model and "
              "device; one row per framework and mode, its trials (processes) and seeds pooled. Samples/s: the "
-             "median over trials of each trial's median steady epoch (after the first, without the GPU-traced "
-             "one), with its 95% bootstrap interval over trials; trials that other processes contended for are "
-             "left out and counted. × slower than fastest compares the medians of one table's rows. The summary "
-             "speaks in verdicts: a difference is named only when a permutation test over trials finds it and "
-             "its whole interval lies beyond the machine's noise floor (the A/A twin's interval); else it says "
-             "there is no measurable difference. Input / overhead / arithmetic: where a steady epoch's seconds "
+             "geometric mean over trials of each trial's median steady epoch (after the first, without the "
+             "GPU-traced one), with its 95% interval over trials; trials that other processes contended for are "
+             "left out and counted. × slower than fastest compares the geometric means of one table's rows. The "
+             "summary speaks in verdicts against a margin declared before the run: the ratio of two rows is "
+             "estimated from their per-round ratios where they ran in the same rounds, with its interval over "
+             "rounds, corrected for the comparisons of its table; a row is faster when the whole interval lies "
+             "beyond the margin, within the margin when the whole interval lies inside it, and undecided "
+             "otherwise, with the rounds that would likely decide it. Two controls ran beside the first "
+             "configuration each round: an A/A twin and a planted slowdown. Input / overhead / arithmetic: "
+             "where a steady epoch's seconds "
              "go (the input pipeline's clock; the shrunk-model probe's seconds per step times the steps; the "
              "rest)."]
-    return Document(f"fwcompare: {machine}", intro, summary_lines(machine, cells, heads, floor),
+    return Document(f"fwcompare: {machine}", intro, summary_lines(machine, cells, heads, analysis),
                     main + [s for s in later if s is not None])
 
 
@@ -319,7 +336,7 @@ def report_document(machine: str, cells: pd.DataFrame, bench: pd.DataFrame, tabl
 def compare_grid(rows: pd.DataFrame, varying: list[str], same_machine: bool) -> Grid:
     frame = pd.DataFrame({
         "framework, mode": rows["label"], **{CHOSEN_SETTINGS.get(c, c): rows[c].map(show) for c in varying},
-        "A samples/s": rows["sps_median_a"].map(rate), "B samples/s": rows["sps_median_b"].map(rate),
+        "A samples/s": rows["sps_a"].map(rate), "B samples/s": rows["sps_b"].map(rate),
         "B ÷ A": rows["B ÷ A"].map(times), "A first epoch s": rows["first_epoch_s_a"].map(num),
         "B first epoch s": rows["first_epoch_s_b"].map(num),
         "A accuracy": rows["acc_mean_a"].map(lambda x: num(x, "{:.4f}")),
@@ -335,9 +352,12 @@ def compare_document(c: comparing.Comparison) -> Document:
     for title, rows, varying in comparing.tables(c):
         sections.append(Section(title, slug(title), [("table", compare_grid(rows, varying, c.same_machine))]))
     intro = [f"A: {c.a}", f"B: {c.b}",
-             ("One machine: a REGRESSION is training or inference speed whose whole 95% interval over trials "
-              f"lies more than {comparing.SLOWDOWN_THRESHOLD:.0%} below A's (and beyond the noise floor of the "
-              "archives' A/A twins), with a permutation test over trials agreeing, or mean test accuracy more "
-              f"than {comparing.ACCURACY_DROP_THRESHOLD} below A's; with one trial a side there is no verdict."
+             ("One machine: the whole machine's drift between the runs is measured apart (the geometric mean of "
+              "every configuration's B ÷ A), and each configuration is judged on its own B ÷ A after the others' "
+              "drift, with an interval over its trials and the drift's, corrected for the configurations "
+              f"compared. A REGRESSION is training or inference speed slower than A's by more than the margin "
+              f"({c.margin:.0%}), the whole interval beyond it, or mean test accuracy more than "
+              f"{comparing.ACCURACY_DROP_THRESHOLD} below A's; FAILED: A measured it, B has no finished trial; "
+              "with one trial a side there is no verdict."
               if c.same_machine else "Two machines: B ÷ A is how many times B's training rate is A's.")]
     return Document("fwcompare: B against A", intro, comparing.headline(c), sections)

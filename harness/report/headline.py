@@ -11,23 +11,24 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from harness import stats
+from harness.analysis.tables import Analysis, Question, idiomatic_mode
+from harness.analysis.verdicts import Verdict, ratio
 from harness.parity import TOLERANCES
-from harness.report.summary import Table, missing, setting
-from harness.report.verdicts import NoiseFloor, comparisons, contenders, idiomatic_rows, named_rivals, speed
+from harness.report.summary import Table, framework_label, missing, setting
 
 DEVICE_BOUND = 0.8  # GPU utilisation from which a mode waits on the device rather than the host
 
 
 @dataclass
 class Headline:
-    """One comparison's answer: what is fastest, by how much beyond the noise, whether the frameworks agree."""
+    """One question's answer (harness.analysis.tables.Question): what is fastest, by how much,
+    whether the frameworks agree."""
     table: Table
     compared: pd.DataFrame  # the table's rows of one profile at its most common settings
     settings: list[str]  # those settings, as text
     fastest: dict | None  # the row with the most training samples/s; None if none was measured
     idiomatic: dict[str, dict | None]  # "torch eager" -> that row; None if a framework's idiomatic mode did not run
-    verdicts: list[stats.Verdict]  # the fastest against each idiomatic mode and the next fastest
+    verdicts: list[Verdict]  # the fastest against each idiomatic mode and the next fastest
     accuracy_spread: float  # the largest same-seed difference in test accuracy between rows; NaN if < 2 rows
     tolerance: float | None  # the parity tests' bound for this model and profile, if they have one
     break_even: int | None  # the epoch from which the fastest leads in total time; None: never
@@ -63,26 +64,48 @@ def break_even_epoch(fastest: dict, others: list[dict]) -> int | None:
     return epochs
 
 
-def headline(table: Table, rows: pd.DataFrame, settings: list[str], floor: NoiseFloor) -> Headline:
-    measured = contenders(rows)
-    fastest = measured.loc[measured["sps_median"].idxmax()].to_dict() if len(measured) else None
-    others = [r for r in measured.to_dict("records") if fastest and r["label"] != fastest["label"]]
-    verdicts = [speed(fastest, rival, floor) for rival in named_rivals(rows, fastest)] if fastest else []
-    profile = rows["profile"].iloc[0] if "profile" in rows else "equal"
-    return Headline(table, rows, settings, fastest, idiomatic_rows(rows), verdicts, accuracy_spread(rows),
-                    TOLERANCES.get(profile, {}).get(table.model),
+def contenders(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows that compete: measured (the controls are not rows of a table)."""
+    return rows[rows["sps"].notna()]
+
+
+def idiomatic_rows(rows: pd.DataFrame) -> dict[str, dict | None]:
+    """'torch eager' -> that row, for every framework of the rows; None where its idiomatic mode did not run."""
+    out: dict[str, dict | None] = {}
+    for r in rows.to_dict("records"):
+        name = f"{framework_label(r)} {idiomatic_mode(r['framework']) or r['mode']}"
+        out[name] = r if r["label"] == name else out.get(name)  # a fast mode does not replace it
+    return out
+
+
+def headline(table: Table, question: Question) -> Headline:
+    keys = {c.key for c in question.configurations}
+    rows = table.rows[table.rows["config"].isin(keys)]
+    by_key = {r["config"]: r for r in rows.to_dict("records")}
+    fastest = by_key.get(question.fastest.key) if question.fastest else None
+    if fastest is None and len(contenders(rows)) == 1:  # the only row measured: no question, still the fastest
+        fastest = contenders(rows).iloc[0].to_dict()
+    others = [r for r in contenders(rows).to_dict("records") if fastest and r["label"] != fastest["label"]]
+    return Headline(table, rows, list(question.settings), fastest, idiomatic_rows(rows), list(question.verdicts),
+                    accuracy_spread(rows), TOLERANCES.get(question.profile, {}).get(table.model),
                     break_even_epoch(fastest, others) if fastest else None)
 
 
-def headlines(tables: list[Table], floor: NoiseFloor) -> list[Headline]:
-    """One headline per profile of each table of the main comparison (the seeds' recipes come later)."""
-    return [headline(t, rows, settings, floor) for t in tables if not t.recipe for rows, settings in comparisons(t)]
+def headlines(tables: list[Table], analysis: Analysis) -> list[Headline]:
+    """One headline per question of the analysis, table by table (the seeds' recipes ask none)."""
+    out = []
+    for t in tables:
+        for q in analysis.questions:
+            if q.table == (t.machine, t.data, t.model, t.device):
+                out.append(headline(t, q))
+    return out
 
 
-def ratio_bounds(times_x, times_y) -> tuple[float, float]:
-    """The 95% interval of how many times faster x is than y (NaN with too few trials)."""
-    ratio = stats.speed_ratio(times_x, times_y) if len(times_x) and len(times_y) else None
-    return (ratio.low, ratio.high) if ratio else (math.nan, math.nan)
+def ratio_bounds(x, y) -> tuple[float, float]:
+    """The 95% interval of how many times faster configuration x is than y (paired by round where
+    they shared rounds; NaN with too few trials)."""
+    r = ratio(x, y) if x.trials and y.trials else None
+    return (r.low, r.high) if r else (math.nan, math.nan)
 
 
 def native_vs_equal(tables: list[Table]) -> pd.DataFrame:
@@ -100,9 +123,9 @@ def native_vs_equal(tables: list[Table]) -> pd.DataFrame:
         for e in native.merge(equal, on=key, suffixes=("_n", "_e")).to_dict("records"):
             row = ", ".join([e["label"]] + [setting(c, e[c]) for c in key[1:]])
             out.append({"table": t.title, "model": t.model, "row": row,
-                        "equal samples/s": e["sps_median_e"], "native samples/s": e["sps_median_n"],
-                        "native ÷ equal": e["sps_median_n"] / e["sps_median_e"],
-                        **dict(zip(("low", "high"), ratio_bounds(e["times_n"], e["times_e"]))),
+                        "equal samples/s": e["sps_e"], "native samples/s": e["sps_n"],
+                        "native ÷ equal": e["sps_n"] / e["sps_e"],
+                        **dict(zip(("low", "high"), ratio_bounds(e["configuration_n"], e["configuration_e"]))),
                         "equal accuracy": e["acc_mean_e"], "native accuracy": e["acc_mean_n"]})
     return pd.DataFrame(out)
 

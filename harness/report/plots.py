@@ -76,20 +76,20 @@ def legend_outside(fig, ax) -> None:
 # ---------------------------------------------------------------- per table
 def throughput(plt, table: Table, head: Headline, cells: pd.DataFrame):
     """Training samples/s of every row of the table, coloured by framework."""
-    rows = table.rows[table.rows["sps_median"].notna()]
+    rows = table.rows[table.rows["sps"].notna()]
     if rows.empty:
         return None
     fig, ax = plt.subplots(figsize=(WIDTH * 0.75, 1.0 + 0.24 * len(rows)), layout="constrained")
     y = np.arange(len(rows))
     # the 95% interval over trials, where a row has enough of them
-    spread = np.nan_to_num(np.array([rows["sps_median"] - rows["sps_low"], rows["sps_high"] - rows["sps_median"]]))
+    spread = np.nan_to_num(np.array([rows["sps"] - rows["sps_low"], rows["sps_high"] - rows["sps"]]))
     colour = palette(rows.apply(framework_label, axis=1))
-    ax.barh(y, rows["sps_median"], xerr=spread, capsize=2, height=0.7,
+    ax.barh(y, rows["sps"], xerr=spread, capsize=2, height=0.7,
             color=[colour[framework_label(r)] for r in rows.to_dict("records")])
     ax.set(yticks=y, yticklabels=table.row_names(rows),
-           xlabel="training samples/s (median over trials; bar: 95% interval)")
+           xlabel="training samples/s (geometric mean over trials; bar: 95% interval)")
     ax.invert_yaxis()  # the table's order, top to bottom
-    if rows["sps_median"].max() > 50 * rows["sps_median"].min():
+    if rows["sps"].max() > 50 * rows["sps"].min():
         ax.set_xscale("log")
     else:  # 1,500,000 rather than 1.5 and a "1e6" in the corner
         ax.xaxis.set_major_formatter(lambda x, _: f"{x:,.0f}")
@@ -147,17 +147,17 @@ def batch_sweep(plt, table: Table, head: Headline, cells: pd.DataFrame):
     if "hyper_batch_size" not in table.varying:
         return None
     others = [c for c in table.varying if c != "hyper_batch_size"]
-    rows = table.rows[table.rows["sps_median"].notna()].sort_values("hyper_batch_size")
+    rows = table.rows[table.rows["sps"].notna()].sort_values("hyper_batch_size")
     rows = rows.assign(overhead_share=rows["split_overhead_s"] / rows["epoch_s"] if "split_overhead_s" in rows
                        else np.nan)
     fig, (rate, share) = plt.subplots(1, 2, figsize=(WIDTH * 1.1, 3.8), layout="constrained")
     for key, g in rows.groupby(["label"] + others, sort=False):
         if g["hyper_batch_size"].nunique() > 1:
             name = ", ".join([key[0]] + [setting(c, v) for c, v in zip(others, key[1:])])
-            line, = rate.plot(g["hyper_batch_size"], g["sps_median"], "o-", label=name)
+            line, = rate.plot(g["hyper_batch_size"], g["sps"], "o-", label=name)
             share.plot(g["hyper_batch_size"], g["overhead_share"], "o-", color=line.get_color())
     sizes = sorted(rows["hyper_batch_size"].unique())
-    rate.set(yscale="log", ylabel="training samples/s (median over trials)", title="throughput against batch size")
+    rate.set(yscale="log", ylabel="training samples/s (geometric mean over trials)", title="throughput against batch size")
     share.set(ylabel="overhead / steady epoch", ylim=(0, 1.05),
               title="overhead's share of a step (shrunk-model probe)")
     for ax in (rate, share):

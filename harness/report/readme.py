@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.report.document import SPLIT_PARTS, headline_lines, native_ratio, num, rate, samples_per_s
-from harness.report.headline import Headline, native_vs_equal
+from harness.analysis.tables import Analysis
+from harness.report.document import (SPLIT_PARTS, control_lines, headline_lines, native_ratio, num, rate,
+                                     samples_per_s)
+from harness.report.headline import Headline, contenders, native_vs_equal
 from harness.report.render import Grid, md_table
 from harness.report.summary import Table, missing
-from harness.report.verdicts import NoiseFloor, contenders
 
 BEGIN, END = "<!-- archive: begin -->", "<!-- archive: end -->"
 MODEL_ORDER = {"logistic": 0, "mlp": 1, "cnn": 2}
@@ -111,20 +112,19 @@ def recipes_table(summary: pd.DataFrame) -> Grid | None:
     return Grid(frame.fillna("—"))
 
 
-def readme_section(machine: str, heads: list[Headline], tables: list[Table], floor: NoiseFloor,
+def readme_section(machine: str, heads: list[Headline], tables: list[Table], analysis: Analysis,
                    loops: dict, spread: dict, summary: pd.DataFrame | None = None) -> str:
     """The Markdown between the README's markers."""
-    out = [BEGIN, "",
-           f"Machine `{machine}`. Noise floor: "
-           + (f"{floor.factor:.3g}x ({floor.about})." if floor.known else f"unknown ({floor.about}).")]
+    out = [BEGIN, "", f"Machine `{machine}`. How the verdicts below were made, and the controls:", "",
+           "```", *control_lines(analysis), "```"]
     for profile in ("equal", "native"):
         mine = sorted([h for h in heads if h.compared["profile"].iloc[0] == profile and h.table.device == "cpu"],
                       key=lambda h: MODEL_ORDER.get(h.table.model, 9))
         if not mine:
             continue
         settings = [s for s in mine[0].settings if not s.startswith("profile ")]
-        out += ["", f"**Profile {profile}**, {', '.join(settings)}: training samples/s, the median over trials "
-                "with its 95% interval, and test accuracy, mean ± sd over the trials' seeds.", "",
+        out += ["", f"**Profile {profile}**, {', '.join(settings)}: training samples/s, the geometric mean over "
+                "trials with its 95% interval, and test accuracy, mean ± sd over the trials' seeds.", "",
                 md_table(per_model_grid(mine, SPEED_COLUMNS)), "",
                 "```", *[line for h in mine for line in headline_lines(h)], "```", "",
                 f"Where a steady step's time goes in profile {profile}, in µs: input pipeline / framework overhead "
@@ -133,8 +133,8 @@ def readme_section(machine: str, heads: list[Headline], tables: list[Table], flo
                 md_table(per_model_grid(mine, SPLIT_COLUMNS))]
     native = native_table(tables)
     if native is not None:
-        out += ["", "**Native against equal**, per framework and mode (the median over trials of each; the "
-                "interval is the ratio's, over trials):", "", md_table(native)]
+        out += ["", "**Native against equal**, per framework and mode (the geometric mean over trials of each; "
+                "the interval is the ratio's, over the rounds both ran in):", "", md_table(native)]
     table = loops_table(loops)
     if table is not None:
         out += ["", "**The frameworks' own loops beside the suite** (harness.plain_loops, the MLP; one process "

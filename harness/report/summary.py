@@ -12,19 +12,18 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from harness import stats
+from harness.analysis.tables import CHOSEN_SETTINGS, setting, show
+from harness.analysis.trials import configurations
 from harness.machine import slug
 from harness.results import STATUSES, Result, Spread
 
 TABLE_KEY = ["machine", "table", "model", "device"]
-NAMED = ["framework", "backend", "mode", "twin"]  # a row's label
+NAMED = ["framework", "backend", "mode", "twin", "planted_slowdown"]  # a row's label
 # Cell fields that are not settings: seeds and trials are repetitions of one configuration.
 NOT_CONFIG = {"id", "hyper_seed", "trial", "data_sha256"}
-# The settings a person chooses, by the name a table uses: a column where they differ between
-# rows, else named in the table's note. Any other setting that differs (an optimizer's eps, a
-# framework setting) is in the table's fairness block.
-CHOSEN_SETTINGS = {"profile": "profile", "hyper_batch_size": "batch", "precision": "precision",
-                   "hyper_epochs": "epochs", "hyper_optimizer": "optimizer", "hyper_lr": "lr", "threads": "threads"}
+# CHOSEN_SETTINGS (harness.analysis.tables): a column where they differ between rows, else
+# named in the table's note. Any other setting that differs (an optimizer's eps, a framework
+# setting) is in the table's fairness block.
 ACCURACY_TARGET = 0.97  # "time to 97%": the accuracy a tutorial's MNIST model is expected to reach
 
 
@@ -33,22 +32,12 @@ def missing(v) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
-def show(v) -> str:
-    """A setting's value as text: '—' for none, floats without trailing zeros."""
-    return "—" if missing(v) else f"{v:g}" if isinstance(v, float) else str(v)
-
-
 def field_name(column_name: str) -> str:
     """A flat column as the result file names it: env_settings_threads -> settings.threads."""
     for prefix, dotted in (("env_settings_", "settings."), ("hyper_", "hyper."), ("data_", "data.")):
         if column_name.startswith(prefix):
             return dotted + column_name.removeprefix(prefix)
     return column_name
-
-
-def setting(name: str, v) -> str:
-    """A setting as a table names it: 'batch 32', 'threads all'."""
-    return f"{CHOSEN_SETTINGS.get(name, name)} {'all' if name == 'threads' and v == 0 else show(v)}"
 
 
 def first(values):
@@ -73,8 +62,11 @@ def framework_label(r) -> str:
 
 
 def row_label(r) -> str:
-    """'torch eager', 'keras[jax] fit': what names a row ('(A/A twin)' after an A/A twin's)."""
-    return f"{framework_label(r)} {r['mode']}" + (" (A/A twin)" if r.get("twin") is True else "")
+    """'torch eager', 'keras[jax] fit': what names a row ('(A/A twin)', '(planted 1.25x)' after a control's)."""
+    planted = r.get("planted_slowdown")
+    control = (" (A/A twin)" if r.get("twin") is True else
+               f" (planted {planted:g}x)" if not missing(planted) and planted != 1 else "")
+    return f"{framework_label(r)} {r['mode']}" + control
 
 
 def framework_modes(framework: str) -> tuple[str, ...]:
@@ -129,19 +121,6 @@ def time_to_target(r: dict) -> float:
     return np.nan
 
 
-def trial(result: Result) -> dict:
-    """One process of a configuration: its seed, its median steady epoch and training rate, and
-    whether other processes contended for the machine while it trained (None: not recorded)."""
-    m = result.metrics
-    epoch_s = float(np.median(m.steady_epoch_s))
-    contention = result.env.contention
-    infer = spread_median(m.infer_samples_per_s)
-    return {"seed": result.cell.hyper.seed, "trial": result.cell.trial, "epoch_s": epoch_s,
-            "rate": m.samples_per_epoch / epoch_s, "s_per_sample": epoch_s / m.samples_per_epoch,
-            "infer_s_per_sample": 1 / infer if infer and not math.isnan(infer) else np.nan,
-            "contended": None if contention is None else contention.contended}
-
-
 def spread_median(value) -> float:
     """A Spread's median, a number as it is, NaN for none or a NotAvailable."""
     if isinstance(value, Spread):
@@ -160,15 +139,14 @@ def time_split(results: list[Result]) -> dict:
 def configuration(key: tuple, g: pd.DataFrame, keys: list[str]) -> dict:
     """Every number the tables show for one configuration: its trials (processes) pooled.
 
-    Speed is an interval over trials, never over the epochs of one process: each trial gives
-    one median steady epoch. Trials that other processes contended for are left out of the
-    speed and counted. Accuracy is a sample over seeds: a seed run twice is one seed, at its
-    runs' mean.
+    Speed is the analysis layer's (harness.analysis.trials): the geometric mean over trials with
+    its 95% interval, never over the epochs of one process; trials that other processes
+    contended for are left out and counted. Accuracy is a sample over seeds: a seed run twice
+    is one seed, at its runs' mean.
     """
     ok = [r for r in g["result"] if r.status == "ok"]
-    trials = [trial(r) for r in ok if r.metrics.steady_epoch_s and r.metrics.samples_per_epoch]
-    timed = [t for t in trials if not t["contended"]]
-    rate = stats.median_interval([t["rate"] for t in timed]) if timed else None
+    analysed = configurations(list(g["result"]))[0]
+    rate = analysed.rate if analysed.trials else None
     by_seed: dict = {}
     for r in ok:
         if r.metrics.test_accuracy is not None:
@@ -179,17 +157,18 @@ def configuration(key: tuple, g: pd.DataFrame, keys: list[str]) -> dict:
     na = [r.metrics for r in ok]
     head = dict(zip(keys, key))
     return {
-        **head, "label": row_label(head), "acc_by_seed": by_seed, "acc_values": acc,
+        **head, "label": row_label(head), "configuration": analysed, "config": analysed.key,
+        "control": analysed.control, "acc_by_seed": by_seed, "acc_values": acc,
         "acc_mean": np.mean(acc) if acc else np.nan,
         "acc_sd": np.std(acc, ddof=1) if len(acc) > 1 else np.nan,  # the sample sd over seeds
         "val_mean": median(m.val_accuracy for m in na),
-        "trials": trials, "times": [t["s_per_sample"] for t in timed], "n_trials": len(timed),
-        "infer_times": [t["infer_s_per_sample"] for t in timed if not math.isnan(t["infer_s_per_sample"])],
-        "n_contended": len(trials) - len(timed),
-        "contention_unknown": sum(t["contended"] is None for t in timed),
-        "sps_median": rate.estimate if rate else np.nan, "sps_low": rate.low if rate else np.nan,
+        "times": analysed.times, "n_trials": len(analysed.trials), "infer_times": analysed.infer_times,
+        "n_contended": analysed.contended,
+        "contention_unknown": sum(t.contended is None for t in analysed.trials),
+        "sps": rate.estimate if rate else np.nan, "sps_low": rate.low if rate else np.nan,
         "sps_high": rate.high if rate else np.nan,
-        "first_epoch_s": median(m.first_epoch_s for m in na), "epoch_s": median(t["epoch_s"] for t in timed),
+        "first_epoch_s": median(m.first_epoch_s for m in na),
+        "epoch_s": median(t.epoch_s for t in analysed.trials),
         "steps_per_epoch": median(m.steps_per_epoch for m in na),
         "time_to_target_s": median(time_to_target(r) for r in g[g["status"] == "ok"].to_dict("records")),
         "infer_sps": median(spread_median(m.infer_samples_per_s) for m in na),
@@ -215,7 +194,7 @@ def summarise(cells: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(rows)
     out["cell_fields"] = [tuple(config)] * len(out)
     # within one table, so within one device and machine: a CPU row never meets a GPU row
-    out["slowdown"] = out.groupby(TABLE_KEY, dropna=False)["sps_median"].transform("max") / out["sps_median"]
+    out["slowdown"] = out.groupby(TABLE_KEY, dropna=False)["sps"].transform("max") / out["sps"]
     out["mode_rank"] = mode_rank(out)
     order = TABLE_KEY + ["framework", "backend", "mode_rank"] + [c for c in CHOSEN_SETTINGS if c in out]
     return out.sort_values(order, kind="stable", ignore_index=True)
@@ -253,6 +232,11 @@ class Table:
         return rows.apply(lambda r: ", ".join([r["label"]] + [setting(c, r[c]) for c in self.varying]), axis=1)
 
 
+def control_of(cells: pd.DataFrame) -> pd.Series:
+    """Each cell's control (harness.cell.Cell.control): "twin", "planted" or None."""
+    return pd.Series([r.cell.control for r in cells["result"]], index=cells.index, dtype=object)
+
+
 def varying_settings(rows: pd.DataFrame) -> list[str]:
     """The chosen settings (CHOSEN_SETTINGS) whose value differs between rows of one table."""
     return [c for c in CHOSEN_SETTINGS if c in rows and rows[c].map(show).nunique() > 1]
@@ -264,8 +248,9 @@ def tables(summary: pd.DataFrame, cells: pd.DataFrame) -> list[Table]:
     for (machine, data, model, device), rows in summary.groupby(TABLE_KEY, sort=True):
         varying = varying_settings(rows)
         same = [setting(c, rows[c].iloc[0]) for c in CHOSEN_SETTINGS if c in rows and c not in varying]
+        rows = rows[rows["control"].isna()]  # the controls are lines of the summary, not rows
         mine = cells[(cells["machine"] == machine) & (cells["table"] == data) & (cells["model"] == model)
-                     & (cells["device"] == device)]
+                     & (cells["device"] == device) & control_of(cells).isna()]
         out.append(Table(machine, data, model, device, rows.reset_index(drop=True), mine, varying, same))
     return out
 
