@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import random
 import subprocess
 import sys
@@ -58,12 +59,15 @@ STOP_ALPHA = stats.ALPHA / 3
 
 
 def parse_budget(text: str) -> float:
-    """'30m', '2h', '90s' or seconds, as seconds."""
+    """'30m', '2h', '90s' or seconds, as seconds: a finite positive duration."""
     units = {"s": 1, "m": 60, "h": 3600}
     try:
-        return float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
+        seconds = float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
     except (ValueError, IndexError):
         raise argparse.ArgumentTypeError(f"{text!r} is not a time like 30m, 2h or 90s") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise argparse.ArgumentTypeError(f"a budget is a positive time like 30m, 2h or 90s, got {text!r}")
+    return seconds
 
 
 # ---------------------------------------------------------------- the frameworks' interpreters
@@ -81,6 +85,32 @@ def env_pythons(cells: list[Cell], given: dict[str, str]) -> dict[tuple[str, str
         found = next((c for c in candidates if c and Path(c).exists()), None)
         out[key] = found or sys.executable
     return out
+
+
+def given_pythons(items: list[str]) -> dict[str, str]:
+    """--python's FRAMEWORK=PATH pairs, each checked before anything trains: a framework the
+    registry knows (or one of its Keras backends, 'keras[jax]'), an interpreter that exists and
+    imports this harness; else a one-line HarnessError."""
+    from impls.records import frameworks
+
+    known = {name: None for name in frameworks()} | {record.label(b): None for record in frameworks().values()
+                                                       for b in record.backends}
+    given = {}
+    for item in items:
+        name, _, path = item.partition("=")
+        if not path:
+            raise HarnessError("--python takes FRAMEWORK=PATH, e.g. torch=.venv-torch/bin/python")
+        if name not in known:
+            raise HarnessError(f"--python {item}: no framework {name!r}; known: {', '.join(known)}")
+        python = str(Path(path).expanduser())
+        if not Path(python).is_file():
+            raise HarnessError(f"--python {item}: {python} does not exist; give the python of {name}'s environment")
+        proc = subprocess.run([python, "-c", "import harness.cell"], cwd=REPO_ROOT, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise HarnessError(f"--python {item}: {python} cannot import this harness; install it there "
+                               f"({python} -m pip install -e {REPO_ROOT})")
+        given[name] = python
+    return given
 
 
 @lru_cache(maxsize=None)
@@ -236,9 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         raise HarnessError("--min-uncontended tops up after a fixed number of rounds: give --rounds too")
     if "trials" in chosen:
         raise HarnessError("the driver makes one trial per round: give --rounds (or --budget), not --trials")
-    given = dict(item.split("=", 1) for item in args.python if "=" in item)
-    if len(given) != len(args.python):
-        raise HarnessError("--python takes FRAMEWORK=PATH, e.g. torch=.venv-torch/bin/python")
+    given = given_pythons(args.python)
     store = Store(check_out(args.out))
     configurations = [c for c in (plan_cells(args.plan, args.threads) if args.plan
                                   else expand(args, given_options(argv))) if c.trial == 0]

@@ -70,18 +70,19 @@ def refuse_ignored(args, given: set[str]) -> None:
                            "(or run without --recipe)")
 
 
-def check_out(out: Path) -> Path:
-    """--out as an absolute folder this process can write, made if absent; else a one-line error."""
+def check_out(out: Path, option: str = "--out", what: str = "the result files") -> Path:
+    """--out (or another folder option) as an absolute folder this process can write, made if
+    absent; else a one-line error."""
     out = out.expanduser().resolve()
     if out.exists() and not out.is_dir():
-        raise HarnessError(f"--out {out} is a file; give a folder for the result files")
+        raise HarnessError(f"{option} {out} is a file; give a folder for {what}")
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".write-probe-{os.getpid()}.tmp"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise HarnessError(f"--out {out} is not writable ({exc.strerror or exc}); "
+        raise HarnessError(f"{option} {out} is not writable ({exc.strerror or exc}); "
                            "give a folder you can write to") from None
     return out
 

@@ -9,14 +9,18 @@
     python -m harness.report ARCHIVE --readme         the README's section drawn from an archive
                                                       (harness.archive's folder, e.g. results/cpu-epyc-2c)
 
-Reads result files (schema v2) and pytest-benchmark files recursively; a file that is
-neither is named on stderr and skipped. The terminal gets the summary and the paths
+Reads result files (any schema this checkout knows, harness.results) and pytest-benchmark
+files recursively; a file that is neither, or a result it cannot use, is named on stderr in
+one line and skipped. An interrupted report leaves the previous one whole: the plots are
+drawn aside and swapped in with the pages. The terminal gets the summary and the paths
 written; the tables are in REPORT.md. Never imports a framework.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -31,7 +35,7 @@ from harness.report.read import read_results
 from harness.report.render import markdown, page
 from harness.report.summary import summarise, tables
 from harness.files import REPORT_DIR, WORKSPACE, write_atomic
-from harness.options import margin_fraction
+from harness.options import check_out, margin_fraction
 from harness.spec import HarnessError, cli_main
 
 
@@ -67,20 +71,35 @@ def machine_report(machine: str, df: pd.DataFrame, out_dir: Path, with_html: boo
     all_tables = tables(summary, cells)
     analysis = analysis_of(cells, margin)
     heads = headlines(all_tables, analysis)
-    plot_dir = out_dir / "plots"
-    stale = set(plot_dir.glob("*.png"))
-    figures = plots.draw(heads, cells[cells["status"] == "ok"], summary, plot_dir)
+    plot_dir, aside = out_dir / "plots", out_dir / f".plots-{os.getpid()}.tmp"
+    try:  # everything is made aside first: an interrupted report leaves the previous one whole
+        figures = plots.draw(heads, cells[cells["status"] == "ok"], summary, aside)
+        html = page(report_document(machine, cells, bench, all_tables, heads, summary, figures, analysis)) \
+            if with_html else None
+        figures = {k: [(caption, plot_dir / path.name) for caption, path in shown] for k, shown in figures.items()}
+        doc = report_document(machine, cells, bench, all_tables, heads, summary, figures, analysis)
+        text = markdown(doc, out_dir)
+        swap_in(aside, plot_dir)
+    finally:
+        shutil.rmtree(aside, ignore_errors=True)
     drawn = [path for shown in figures.values() for _, path in shown]
-    for path in stale - set(drawn):  # the folder holds this report's plots only
-        path.unlink()
-    doc = report_document(machine, cells, bench, all_tables, heads, summary, figures, analysis)
-    written = [write_text(out_dir / "REPORT.md", markdown(doc, out_dir))]
-    if with_html:
-        written.append(write_text(out_dir / "report.html", page(doc)))
+    written = [write_text(out_dir / "REPORT.md", text)]
+    if html is not None:
+        written.append(write_text(out_dir / "report.html", html))
     lines = doc.summary + [f"wrote {p} ({kilobytes([p])})" for p in written]
     if drawn:
         lines.append(f"wrote {plot_dir}/ ({len(drawn)} PNG, {kilobytes(drawn)})")
     return lines
+
+
+def swap_in(new: Path, folder: Path) -> None:
+    """Replace folder by new in two renames (the old one is removed after)."""
+    new.mkdir(parents=True, exist_ok=True)
+    old = folder.with_name(f".{folder.name}-old-{os.getpid()}.tmp")
+    if folder.exists():
+        folder.rename(old)
+    new.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def report(dirs: list[Path], out_dir: Path, with_html: bool, margin: float | None = None) -> list[str]:
@@ -172,6 +191,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if not args.readme and args.csv != "-":  # the folder the report writes: one line if it cannot
+        args.out_dir = check_out(args.out_dir, "--out-dir", "the report")
     if args.csv is not None:
         write_csv(args.dirs, args.csv, args.out_dir)
         return 0
