@@ -37,6 +37,7 @@ from pathlib import Path
 
 from harness import stats
 from harness.analysis.tables import PLANTED_SLOWDOWN, Analysis, analyse
+from harness.analysis.verdicts import MIN_PAIRED_ROUNDS
 from harness.cell import Cell
 from harness.files import REPO_ROOT
 from harness.options import (Parser, add_matrix_options, check_out, given_options, margin_fraction, positive_int,
@@ -48,12 +49,12 @@ DEFAULT_BUDGET = "30m"
 # mode, both profiles, 3 epochs (a compiling first and two steady ones): rounds short enough
 # that a 2-core machine decides its verdicts in about half an hour.
 MAIN_JOB = ["--model", "mlp", "--epochs", "3"]
-VERDICT_ROUNDS = 4  # the fewest rounds a paired verdict uses (harness.analysis.verdicts.MIN_PAIRED_ROUNDS)
+VERDICT_ROUNDS = MIN_PAIRED_ROUNDS  # the first round after which every comparison can be paired
 # The driver looks after every round from VERDICT_ROUNDS on and stops once all is decided; each
 # look is a chance to stop on a false verdict. Deciding to stop at a third of the report's alpha
 # keeps a whole drive's chance of any false verdict in a table at or below ALPHA (the report
 # states its verdicts at ALPHA): in simulation, two identical configurations at a per-process
-# spread of 0.2 gave a false verdict in 6.3% of drives stopping at ALPHA, 2.8% at ALPHA / 3
+# spread of 0.2 gave a false verdict in 6.6% of 1000 drives stopping at ALPHA, 3.5% at ALPHA / 3
 # (tests/test_stopping_rule.py), and a true 1.3x is still found within 10 rounds.
 STOP_ALPHA = stats.ALPHA / 3
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.cell import Cell
+from harness.analysis.trials import data_label
 from harness.files import REPO_ROOT
 from harness.machine import slug
 from harness.results import Result, parse
@@ -38,20 +38,6 @@ def flatten(d: dict, prefix: str = "") -> dict:
     for key, value in d.items():
         out.update(flatten(value, f"{prefix}{key}_") if isinstance(value, dict) else {f"{prefix}{key}": value})
     return out
-
-
-def data_label(cell: Cell) -> str:
-    """The data a cell trained on, subset and recipe included: cells compare only within one."""
-    d = cell.data
-    parts = [d.name]
-    if d.classes:
-        parts.append("classes " + ",".join(map(str, d.classes)))
-    if d.train_rows or d.val_rows:
-        parts.append(f"first {d.train_rows} train + {d.val_rows} val rows")
-    if d.test_val:
-        parts.append(f"{d.test_val} test rows as val")
-    label = ", ".join(parts)
-    return f"{cell.recipe}: {label}" if cell.recipe else label
 
 
 def benchmark_rows(doc: dict, path: Path) -> list[dict]:
