@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -20,12 +21,20 @@ FAKES = ",".join(f"{name}=tests.fake_impls:{cls}" for name, cls in [
 TINY = ["--dataset", "tiny5x5", "--model", "logistic", "--batch-size", "2", "--epochs", "3"]
 
 
+def ctrl_c_as_a_terminal_sends_it() -> None:
+    """In a child before exec: Ctrl-C's default disposition. A process started in the background
+    of a non-interactive shell (nohup ... &) inherits SIGINT ignored, and Python then keeps it
+    ignored, so the tests that interrupt a runner would wait on one that cannot hear them."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def harness_run(*args, out, module: str = "harness.run", cwd=ROOT, env=None, popen=False, timeout=300):
     """python -m harness.run (or another module) with the fake impls, quiet, writing to out."""
     cmd = [sys.executable, "-m", module, *args, "--out", str(out), "--quiet"]
     env = {**os.environ, "FWCOMPARE_IMPLS": FAKES, **(env or {})}
     if popen:
-        return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=ctrl_c_as_a_terminal_sends_it)
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from harness import results
 from tests.conftest import installed
-from tests.helpers import ROOT, TINY, finished, harness_run
+from tests.helpers import ROOT, TINY, ctrl_c_as_a_terminal_sends_it, finished, harness_run
 from tests.helpers import results_in as load_all
 
 
@@ -117,7 +117,8 @@ def test_ctrl_c_leaves_only_complete_result_files(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "harness.run", "--framework", "numpy", "--model", "logistic", "mlp",
          "--dataset", "tiny5x5", "mnist", "--batch-size", "2", "--epochs", "1", "--out", str(tmp_path),
-         "--quiet"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+         "--quiet"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=ctrl_c_as_a_terminal_sends_it)
     deadline = time.time() + 60
     while len(list(tmp_path.glob("*.json"))) < 1 and time.time() < deadline:
         time.sleep(0.2)
