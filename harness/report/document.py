@@ -323,8 +323,9 @@ def report_document(machine: str, cells: pd.DataFrame, bench: pd.DataFrame, tabl
              "estimated from their per-round ratios where they ran in the same rounds, with its interval over "
              "rounds, corrected for the comparisons of its table; a row is faster when the whole interval lies "
              "beyond the margin, within the margin when the whole interval lies inside it, and undecided "
-             "otherwise, with the rounds that would likely decide it. Two controls ran beside the first "
-             "configuration each round: an A/A twin and a planted slowdown. Input / overhead / arithmetic: "
+             "otherwise, with the rounds that would likely decide it. The driver runs two controls beside the "
+             "first configuration every round, an A/A twin and a planted slowdown: the summary gives a line "
+             "for each, or says it is absent. Input / overhead / arithmetic: "
              "where a steady epoch's seconds "
              "go (the input pipeline's clock; the shrunk-model probe's seconds per step times the steps; the "
              "rest)."]
