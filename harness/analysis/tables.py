@@ -76,6 +76,7 @@ class Control:
 
 @dataclass(frozen=True)
 class Analysis:
+    """What a set of results answers: every configuration, the questions and the controls."""
     margin: float
     configurations: tuple[Configuration, ...]
     questions: tuple[Question, ...]
@@ -84,9 +85,6 @@ class Analysis:
     def undecided(self) -> list[Verdict]:
         """The questions' verdicts that more rounds could still decide."""
         return [v for q in self.questions for v in q.verdicts if not v.decided]
-
-    def by_key(self) -> dict[tuple[str, str], Configuration]:
-        return {(c.machine, c.key): c for c in self.configurations}
 
 
 def idiomatic_mode(framework: str) -> str | None:
@@ -128,7 +126,7 @@ def questions(table: list[Configuration], margin: float, alpha: float) -> list[Q
         combos = Counter(tuple(show(chosen(c)[s]) for s in others) for c in mine)
         common = max(combos, key=lambda k: combos[k])  # ties: the first in table order
         mine = [c for c in mine if tuple(show(chosen(c)[s]) for s in others) == common]
-        named = [s for s in SHOWN_SETTINGS] + [s for s in varying if s not in SHOWN_SETTINGS]
+        named = list(SHOWN_SETTINGS) + [s for s in varying if s not in SHOWN_SETTINGS]
         settings = tuple(setting(s, chosen(mine[0])[s]) for s in named)
         measured = [c for c in mine if c.trials]
         fastest = max(measured, key=lambda c: c.speed) if len(measured) > 1 else None
