@@ -26,6 +26,7 @@ from harness import stats
 from harness.analysis.trials import Configuration, config_key, configurations
 from harness.analysis.verdicts import Verdict, family, interval_text, ratio_texts, verdict
 from harness.results import Result
+from impls.records import frameworks  # framework-free: names and modes only
 
 PLANTED_SLOWDOWN = 1.25  # the positive control's size: a quarter more time in every epoch
 # The settings a person chooses, by their flat column name (as harness.report's tables name
@@ -88,15 +89,11 @@ class Analysis:
 
 
 def idiomatic_mode(framework: str) -> str | None:
-    from impls.records import frameworks  # framework-free: names and modes only
-
     record = frameworks().get(framework)
     return record.idiomatic_mode if record else None
 
 
 def mode_rank(c: Configuration) -> int:
-    from impls.records import frameworks
-
     record = frameworks().get(c.cell.framework)
     modes = record.modes if record else ()
     return modes.index(c.cell.mode) if c.cell.mode in modes else len(modes)

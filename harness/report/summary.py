@@ -77,14 +77,6 @@ def framework_modes(framework: str) -> tuple[str, ...]:
     return record.modes if record else ()
 
 
-def idiomatic_mode(framework: str) -> str | None:
-    """torch eager, jax step, keras fit: a framework's first mode (its record's idiomatic_mode)."""
-    from impls.records import frameworks
-
-    record = frameworks().get(framework)
-    return record.idiomatic_mode if record else None
-
-
 def mode_rank(rows: pd.DataFrame) -> pd.Series:
     """Where each row's mode stands in its framework's list: the idiomatic mode first."""
     return rows.apply(lambda r: (framework_modes(r["framework"]) + (r["mode"],)).index(r["mode"]), axis=1)
