@@ -1,4 +1,4 @@
-"""The float64 numpy reference (harness/reference.py) behind the Impl contract.
+"""The float64 numpy reference (harness/measure/reference.py) behind the Impl contract.
 
 Not a contender: it is the oracle, runnable as a cell so that the runner, the result files
 and the report can be exercised with no framework installed, and so that a report can put
@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness import reference
-from harness.contract import ImplBase
-from harness.spec import EVAL_BATCH, HarnessError
-from harness.protocol import initial_weights
+from harness.measure import reference
+from harness.measure.contract import ImplBase
+from harness.plan.spec import EVAL_BATCH
+from harness.plan.errors import HarnessError
+from harness.measure.protocol import initial_weights
 
 
 class NumpyImpl(ImplBase):
@@ -47,7 +48,7 @@ class NumpyImpl(ImplBase):
         return {"deviations": {"init": "the harness's canonical weights (numpy has no init of its own)",
                                "data_path": "the training arrays in memory, each step's batch gathered by index",
                                "batch_order": "the harness's permutation, last partial batch dropped",
-                               "optimizer": "harness.reference.Optimizer, in float64"}}
+                               "optimizer": "harness.measure.reference.Optimizer, in float64"}}
 
     def get_weights(self):
         return {k: v.astype(np.float32) for k, v in self.params.items()}

@@ -18,7 +18,8 @@ import os
 from dataclasses import dataclass, field
 from importlib import metadata
 
-from harness.spec import PROFILES, HarnessError
+from harness.plan.spec import PROFILES
+from harness.plan.errors import HarnessError
 
 RECORDS_ENV = "FWCOMPARE_FRAMEWORKS"
 IMPLS_ENV = "FWCOMPARE_IMPLS"
@@ -66,7 +67,7 @@ class Framework:
     backend_env: str | None = None  # the variable its impl reads the backend from; the first backend by default
     in_default_matrix: bool = True
     has_parity_tests: bool = True  # tests/test_parity.py and tests/test_models.py cover it
-    # Its plain reference-style loops (impls/plain/, harness.plain_loops): each loop mode, and
+    # Its plain reference-style loops (impls/plain/, harness.run.plain_loops): each loop mode, and
     # the suite cell set beside it: a mode of profile equal, or (mode, profile).
     plain_loop_modes: dict[str, str | tuple[str, str]] = field(default_factory=dict)
 

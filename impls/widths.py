@@ -1,14 +1,14 @@
 """The widths a written model takes from its ModelSpec, the same for every framework (no framework import).
 
 Each framework's model classes take their widths as constructor arguments whose defaults are
-the real model's, so that building on harness.spec.shrunk(model) gives the same classes and
+the real model's, so that building on harness.plan.spec.shrunk(model) gives the same classes and
 layers with every hidden width 1 (the overhead probe's models).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.spec import Conv, Dense, ModelSpec
+from harness.plan.spec import Conv, Dense, ModelSpec
 
 
 @dataclass(frozen=True)

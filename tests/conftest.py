@@ -7,7 +7,10 @@ import os
 import pytest
 
 from harness import data
-from impls.records import default_frameworks, framework, load_impl
+from impls.records import framework, frameworks, load_impl
+
+# the report's fixtures (full, cpu_tables, gpu_tables), for tests/test_report*.py
+pytest_plugins = ["tests.report_fixtures"]
 
 def installed(name: str) -> bool:
     """Whether a framework's packages are here: tests of one not installed are skipped, so each
@@ -23,13 +26,19 @@ def _params(pairs):
 # Where the framework tests run: cpu (CI), or cuda on a GPU machine, where the GPU-only
 # modes and precisions are tested too. Keras takes its device from CUDA_VISIBLE_DEVICES,
 # and on a GPU its float32 from NVIDIA_TF32_OVERRIDE=0 / JAX_DEFAULT_MATMUL_PRECISION=highest
-# (harness.cell.cell_env sets them for every run; set them for a GPU test run).
+# (harness.run.launch.cell_env sets them for every run; set them for a GPU test run).
 DEVICE = os.environ.get("FWCOMPARE_TEST_DEVICE", "cpu")
 ON_GPU = DEVICE != "cpu"
 
-FRAMEWORKS = _params((f,) for f in default_frameworks())
+# The frameworks the parity and model tests hold to the oracle: every one the registry says has them.
+PARITY_FRAMEWORKS = [name for name, record in frameworks().items() if record.has_parity_tests]
+FRAMEWORKS = _params((f,) for f in PARITY_FRAMEWORKS)
+# The libraries of every framework in the registry, which the harness itself never imports.
+FRAMEWORK_LIBRARIES = sorted({p for r in frameworks().values() for p in (*r.packages, *r.native_packages,
+                                                                          *(q for b in r.backends.values() for q in b))}
+                             - {"numpy"})
 # (framework, mode) for every mode this device can run.
-FRAMEWORK_MODES = _params((f, m) for f in default_frameworks() for m in framework(f).modes
+FRAMEWORK_MODES = _params((f, m) for f in PARITY_FRAMEWORKS for m in framework(f).modes
                           if ON_GPU or m not in framework(f).gpu_only_modes)
 
 

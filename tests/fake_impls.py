@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.contract import InputClock
+from harness.measure.contract import InputClock
 from impls.numpy_impl import NumpyImpl
 
 

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness.results import FINAL_STATUSES, SchemaError, read
+from harness.measure.results import FINAL_STATUSES, SchemaError, read
 
 ROOT = Path(__file__).resolve().parents[1]
 # Impls that misbehave on purpose (tests/fake_impls.py), plugged in through $FWCOMPARE_IMPLS.

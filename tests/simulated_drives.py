@@ -4,7 +4,7 @@ A drive is rounds of trials: each round every configuration runs once, and its l
 its true level + the round's effect (the whole machine that hour) + the process's own noise
 (normal on the log scale, as timing noise is close to log-normal). The verdicts are the
 analysis layer's own (harness.analysis.tables.analyse_configurations) and the driver decides
-when to stop with its own rule (harness.drive.stop_after, next_round_fits, STOP_ALPHA).
+when to stop with its own rule (harness.drive.rounds.stop_after, next_round_fits, STOP_ALPHA).
 """
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ import math
 
 import numpy as np
 
-from harness import drive, stats
+from harness.drive import rounds
+
+from harness.analysis import stats
 from harness.analysis.tables import analyse_configurations
 from harness.analysis.trials import Configuration, Trial
-from harness.cell import Cell
-from harness.spec import DataSpec, Hyper
+from harness.plan.cell import Cell
+from harness.plan.spec import DataSpec, Hyper
 
 ROUND_S = 180.0  # the main job's rounds took about 3.5 minutes: the default 30-minute budget holds 10 of 3
 
@@ -37,24 +39,24 @@ def configurations(log_times: np.ndarray, paired: bool = True) -> list[Configura
 
 def simulate_drive(rng: np.random.Generator, levels: list[float], spread: float, round_spread: float,
                    paired: bool = True, stop_alpha: float | None = None, alpha: float = stats.ALPHA,
-                   budget: float = drive.parse_budget(drive.DEFAULT_BUDGET)):
+                   budget: float = rounds.parse_budget(rounds.DEFAULT_BUDGET)):
     """One drive under the driver's stopping rule and budget: (rounds run, the final verdicts).
 
     levels: each configuration's true log time. The driver looks with stop_alpha (its own
     STOP_ALPHA by default); the verdicts returned are the report's, at alpha."""
-    stop_alpha = drive.STOP_ALPHA if stop_alpha is None else stop_alpha
+    stop_alpha = rounds.STOP_ALPHA if stop_alpha is None else stop_alpha
     log_times = np.empty((len(levels), 0))
     per_cell: list[float] = []
     number = 0
     while True:
         number += 1
-        if not drive.next_round_fits((number - 1) * ROUND_S, per_cell, len(levels), budget):
+        if not rounds.next_round_fits((number - 1) * ROUND_S, per_cell, len(levels), budget):
             number -= 1
             break
         column = np.asarray(levels) + rng.normal(0, round_spread) + rng.normal(0, spread, len(levels))
         log_times = np.column_stack([log_times, column])
         per_cell.append(ROUND_S / len(levels))
-        if number >= drive.VERDICT_ROUNDS and drive.stop_after(
+        if number >= rounds.VERDICT_ROUNDS and rounds.stop_after(
                 number, analyse_configurations(configurations(log_times, paired), stats.MARGIN, stop_alpha)):
             break
     final = analyse_configurations(configurations(log_times, paired), stats.MARGIN, alpha)

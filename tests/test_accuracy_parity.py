@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.parity import tolerance
-from harness.results import Result
-from harness.spec import PROFILES
-from harness.store import Store
+from harness.analysis.parity import tolerance
+from harness.measure.results import Result
+from harness.plan.spec import PROFILES
+from harness.measure.store import Store
 from impls.records import default_frameworks
 
 RESULTS = os.environ.get("FWCOMPARE_PARITY_DIR")
@@ -99,7 +99,7 @@ def test_same_seed_accuracies_agree_between_frameworks(model):
 # (Keras's Adam epsilon is 1e-7, torch's and optax's 1e-8), and torch's pipeline
 # normalises the images (and does not shuffle on a CPU). Two native runs at one seed are two
 # independent runs whose means may differ, so they agree within their seed-to-seed spread plus
-# the gap between the frameworks' measured means (harness/parity.py: NATIVE_TOLERANCE).
+# the gap between the frameworks' measured means (harness/analysis/parity.py: NATIVE_TOLERANCE).
 @pytest.mark.parametrize("model", ["logistic", "mlp", "cnn"])
 def test_native_accuracies_agree_within_their_seed_spread(model):
     assert_same_seed_gap_within(model, "native", tolerance(model, "native"))

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.files import REPO_ROOT
-from harness.results import Result
-from harness.store import Store
+from harness.plan.files import REPO_ROOT
+from harness.measure.results import Result
+from harness.measure.store import Store
 
 ARCHIVE = REPO_ROOT / "results" / "cpu-epyc-2c"
 MIN_TRIALS = 3  # the issue's floor; the archive asks harness.drive for 4
@@ -42,11 +42,12 @@ def test_every_result_of_the_archive_comes_from_one_commit_of_clean_code():
 
 
 def test_each_configuration_has_enough_uncontended_trials(matrix):
-    from harness.matrix import plan_cells
+    from harness import data
+    from harness.plan.matrix import plan_cells
 
     trials = Counter(r.cell.configuration.id for r in matrix
                      if r.status == "ok" and not r.cell.twin and not r.env.contention.contended)
-    planned = {c.configuration.id: c.label for c in plan_cells("cpu-archive", 0)}
+    planned = {c.configuration.id: c.label for c in data.checked(plan_cells("cpu-archive", 0))}
     short = {label: trials[cid] for cid, label in planned.items() if trials[cid] < MIN_TRIALS}
     assert not short, f"configurations with fewer than {MIN_TRIALS} uncontended trials: {short}"
     assert sum(r.cell.twin for r in matrix) >= 4  # the A/A pair: one twin a round
@@ -70,7 +71,7 @@ def test_the_remake_log_keeps_each_line_as_it_is_printed(tmp_path):
     """A remake is killed at a session's end: what it printed must already be in the log."""
     import io
 
-    from harness.archive import Tee
+    from harness.plan.files import Tee
 
     with open(tmp_path / "remake.log", "w") as log:
         Tee(io.StringIO(), log).write("cell: status ok\n")
@@ -78,7 +79,7 @@ def test_the_remake_log_keeps_each_line_as_it_is_printed(tmp_path):
 
 
 def test_a_dry_run_lists_the_steps_and_leaves_the_archive_alone(tmp_path, capsys):
-    from harness.archive import main
+    from harness.archive.remake import main
 
     archive = tmp_path / "archive"
     assert main(["cpu", str(archive), "--dry-run"]) == 0

@@ -14,8 +14,8 @@ import pytest
 
 from harness.report import read
 from harness.report.__main__ import main
-from harness.results import parse
-from harness.store import Store
+from harness.measure.results import parse
+from harness.measure.store import Store
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "results"
 GOOD = FIXTURES / "cpu" / "mnist"

@@ -11,7 +11,7 @@ import pytest
 
 from harness.report import plots
 from harness.report.__main__ import main as report_main
-from harness.spec import HarnessError
+from harness.plan.errors import HarnessError
 from tests.helpers import harness_run
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "results"

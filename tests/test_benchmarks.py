@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness import protocol
-from harness.protocol import initial_weights
-from harness.spec import EVAL_BATCH, MODELS, Hyper, model_spec
+from harness.measure import protocol
+from harness.measure.protocol import initial_weights
+from harness.plan.spec import EVAL_BATCH, MODELS, Hyper, model_spec
 from tests.conftest import DEVICE, FRAMEWORKS
 
 pytestmark = pytest.mark.framework

@@ -9,8 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import data, data_files, protocol
-from harness.spec import DataSpec
+from harness import data
+from harness.data import formats
+from harness.measure import protocol
+from harness.plan.spec import DataSpec
+from tests.conftest import FRAMEWORK_LIBRARIES
 
 MNIST_TRAIN = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 MNIST_TEST = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
@@ -91,7 +94,7 @@ def damage(path: Path, how: str) -> None:
 @pytest.mark.parametrize("how", ["truncated", "byte flipped"])
 def test_damaged_cache_is_rejected_and_rebuilt_never_loaded(isolated_cache, how, capsys):
     raw = data.load_raw("mnist")  # the real cache, from before isolation... or a rebuild
-    good = data_files.Raw(raw.x_train, raw.y_train, raw.x_test, raw.y_test, "test fixture")
+    good = formats.Raw(raw.x_train, raw.y_train, raw.x_test, raw.y_test, "test fixture")
     cached = data.write_cache("mnist", good)
     # a user's Keras cache is the source the rebuild must come from
     keras_npz = isolated_cache / "home/.keras/datasets/mnist.npz"
@@ -110,12 +113,12 @@ def test_cache_is_written_atomically_with_its_checksum(isolated_cache):
     raw = data.load_raw("tiny5x5")
     path = data.write_cache("tiny", raw)
     assert sorted(p.name for p in path.parent.iterdir()) == ["tiny.npz", "tiny.npz.sha256"]
-    assert path.with_suffix(".npz.sha256").read_text().split()[0] == data_files.sha256_file(path)
+    assert path.with_suffix(".npz.sha256").read_text().split()[0] == formats.sha256_file(path)
 
 
 def test_mnist_pickle_with_wrong_checksum_is_never_unpickled():
-    with pytest.raises(data_files.DataError, match="refusing to unpickle"):
-        data_files.read_mnist_pickle(b"not the pickle", "test")
+    with pytest.raises(formats.DataError, match="refusing to unpickle"):
+        formats.read_mnist_pickle(b"not the pickle", "test")
 
 
 # ---------------------------------------------------------------- errors on the command line
@@ -128,7 +131,7 @@ def bad_inputs(tmp: Path):
     (tmp / "empty").mkdir()
     (tmp / "notes.npz").write_text("this is not an npz")
     (tmp / "idx").mkdir()
-    for stem in data_files.IDX_NAMES.values():
+    for stem in formats.IDX_NAMES.values():
         (tmp / "idx" / stem).write_bytes(b"\x00\x00\x08\x03\x00\x00\x00\x05")  # header only
     return {
         "unknown dataset": (["info", "cifar"], {}, "valid datasets: mnist, fashion, tiny5x5"),
@@ -154,7 +157,7 @@ def test_bad_input_gives_one_line_error_naming_the_fix(tmp_path, case):
 
 
 def test_info_runs_without_any_framework_imported():
-    code = ("import sys, harness.data, harness.spec, harness.protocol, harness.reference; "
-            "print(sorted({'torch', 'jax', 'keras', 'tensorflow', 'flax'} & set(sys.modules)))")
+    code = ("import sys, harness.data, harness.plan.spec, harness.measure.protocol, harness.measure.reference; "
+            f"print(sorted(set({FRAMEWORK_LIBRARIES!r}) & set(sys.modules)))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, text=True, capture_output=True)
     assert proc.stdout.strip() == "[]", proc.stderr

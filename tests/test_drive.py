@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from harness import drive
+from harness.drive import rounds
 from tests.helpers import TINY, harness_run
 
 TWO = ["--framework", "numpy", "timed", "--dataset", "tiny5x5", "--model", "logistic", "--batch-size", "2",
@@ -59,13 +59,13 @@ def test_a_budget_stops_before_a_round_that_would_overrun_it(tmp_path):
 def test_the_driver_makes_its_own_trials_and_names_its_environments(tmp_path):
     proc = harness_run(*TWO, "--trials", "2", out=tmp_path, module="harness.drive")
     assert proc.returncode == 2 and "give --rounds (or --budget), not --trials" in proc.stderr
-    assert drive.parse_budget("30m") == 1800 and drive.parse_budget("2h") == 7200 and drive.parse_budget("90") == 90
+    assert rounds.parse_budget("30m") == 1800 and rounds.parse_budget("2h") == 7200 and rounds.parse_budget("90") == 90
 
 
 def test_the_main_job_defaults_to_the_mlp_in_both_profiles_for_half_an_hour():
-    args = drive.parser().parse_args(drive.MAIN_JOB)
+    args = rounds.parser().parse_args(rounds.MAIN_JOB)
     assert args.model == ["mlp"] and args.budget == 1800 and args.profile is None  # both profiles
-    assert "--epochs" in drive.MAIN_JOB
+    assert "--epochs" in rounds.MAIN_JOB
 
 
 def test_harness_run_trials_are_separate_processes_at_one_seed(tmp_path):
@@ -76,8 +76,8 @@ def test_harness_run_trials_are_separate_processes_at_one_seed(tmp_path):
 
 
 def test_top_up_rounds_make_up_only_the_trials_that_were_contended(tmp_path):
-    from harness.cell import Cell
-    from harness.store import Store
+    from harness.plan.cell import Cell
+    from harness.measure.store import Store
 
     harness_run(*TWO, "--rounds", "2", out=tmp_path, module="harness.drive")
     lost = sorted(tmp_path.glob("*timed*.json"))[0]
@@ -87,8 +87,8 @@ def test_top_up_rounds_make_up_only_the_trials_that_were_contended(tmp_path):
         path.write_text(json.dumps(doc))
     configurations = list({c.configuration: c.configuration for c in (Cell.fromdict(d["cell"]) for d in rounds_in(tmp_path))
                            if c.control is None})
-    assert [c.framework for c in drive.short_of(configurations, Store(tmp_path), 2)] == ["timed"]
-    assert drive.short_of(configurations, Store(tmp_path), 1) == []  # one uncontended trial each
+    assert [c.framework for c in rounds.short_of(configurations, Store(tmp_path), 2)] == ["timed"]
+    assert rounds.short_of(configurations, Store(tmp_path), 1) == []  # one uncontended trial each
     again = harness_run(*TWO, "--rounds", "2", "--min-uncontended", "2", out=tmp_path, module="harness.drive")
     assert again.returncode == 0, again.stderr
     assert "top-up round 3: 1 configurations have fewer than 2 uncontended trials" in again.stdout
@@ -103,7 +103,7 @@ def test_top_up_rounds_make_up_only_the_trials_that_were_contended(tmp_path):
 def test_the_time_to_go_counts_the_cells_run_not_the_rounds():
     """A resumed round that found 34 of 58 cells done ran 24 in 16.6 min: one more round is
     58 cells at that pace, about 40 min, not 17."""
-    from harness.drive import seconds_to_go
+    from harness.drive.rounds import seconds_to_go
 
     assert round(seconds_to_go([16.6 * 60 / 24], round_size=58, rounds_left=1) / 60) == 40
     assert seconds_to_go([10.0, 20.0], round_size=6, rounds_left=2) == 180.0

@@ -1,15 +1,21 @@
-"""Both executors end a cell through the same store, so they behave the same by construction:
-a forced rerun that dies or fails keeps the earlier good result, and a killed cell is
-recorded and rerun. Each case runs under the local executor, and under Ray where it is
-installed (tox -e test-ray)."""
+"""Every executor is one interface (harness.run.executor.Executor) and ends a cell through the
+same store, so they behave the same by construction: the same matrix writes the same results
+through the local executor, through Ray and through a toy third executor defined here; a forced
+rerun that dies or fails keeps the earlier good result, and a killed cell is recorded and rerun.
+Ray's cases run where it is installed (tox -e test-ray)."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
 
 import pytest
 
+from harness.run import executors
+from harness.run.__main__ import main as run_main
+from harness.run.executor import Executor
+from harness.run.launch import run_cell_process
 from tests.helpers import TINY, harness_run, results_in, wait_for
 
 EXECUTORS = ["local", pytest.param("ray", marks=pytest.mark.ray)]
@@ -21,6 +27,69 @@ def executor(request) -> list[str]:
     if request.param == "local":
         return []
     return ["--executor", "ray", "--address", request.getfixturevalue("ray_address")]
+
+
+class BackwardsExecutor(Executor):
+    """A toy third executor: every claimed cell at once, run last first, each through launch."""
+
+    claim_at_once = None
+    ran: list[int] = []  # the seeds it ran, in its order
+
+    def run_claimed(self, claimed, store, quiet, bar, say, done) -> None:
+        for cell, lock in reversed(list(claimed.items())):
+            try:
+                outcome = run_cell_process(cell, store.begin(cell))
+            finally:
+                lock.release()
+            BackwardsExecutor.ran.append(cell.hyper.seed)
+            done(cell, outcome)
+
+
+MATRIX = ["--framework", "numpy", *TINY, "--seed", "0", "1", "2"]
+
+
+@pytest.fixture(scope="module")
+def local_matrix(tmp_path_factory) -> dict[str, dict]:
+    out = tmp_path_factory.mktemp("local")
+    proc = harness_run(*MATRIX, out=out)
+    assert proc.returncode == 0, proc.stderr
+    return {p.name: json.loads(p.read_text()) for p in out.glob("*.json")}
+
+
+def through(name: str, out: Path, request) -> int:
+    """The matrix through an executor chosen by name: the toy in this process (it is registered
+    here), the others as a user runs them."""
+    if name == "backwards":
+        executors.register("backwards", BackwardsExecutor)
+        return run_main([*MATRIX, "--executor", "backwards", "--out", str(out), "--quiet"])
+    address = ["--address", request.getfixturevalue("ray_address")] if name == "ray" else []
+    proc = harness_run(*MATRIX, "--executor", name, *address, out=out)
+    assert proc.returncode == 0, proc.stderr
+    return proc.returncode
+
+
+@pytest.mark.parametrize("name", ["local", "backwards", pytest.param("ray", marks=pytest.mark.ray)])
+def test_the_same_matrix_through_each_executor_writes_the_same_results(name, local_matrix, tmp_path, request,
+                                                                         capsys):
+    BackwardsExecutor.ran.clear()
+    assert through(name, tmp_path, request) == 0
+    got = {p.name: json.loads(p.read_text()) for p in tmp_path.glob("*.json")}
+    assert set(got) == set(local_matrix) and len(got) == 3
+    for file, result in got.items():
+        assert result["status"] == "ok"
+        assert result["metrics"]["test_accuracy"] == local_matrix[file]["metrics"]["test_accuracy"]
+        assert result["curves"]["train_loss"] == local_matrix[file]["curves"]["train_loss"]
+    if name == "backwards":
+        assert BackwardsExecutor.ran == [2, 1, 0]  # its own order: the interface left that to it
+        assert through(name, tmp_path, request) == 0  # and the skipping came with the interface
+        assert BackwardsExecutor.ran == [2, 1, 0] and "3 done before" in capsys.readouterr().out
+
+
+def test_an_unknown_executor_is_one_line_naming_the_known_ones(tmp_path):
+    proc = harness_run(*MATRIX, "--executor", "slurm", out=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        "error: unknown executor 'slurm'; executors: local, ray")
+    assert not list(tmp_path.glob("*.json"))
 
 
 def cell_pid(pid_dir: Path) -> int:

@@ -16,12 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import data, data_files
-from harness.files import REPORT_DIR, WORKSPACE
-from harness.launch import death_status, out_of_memory
+from harness import data
+from harness.data import formats
+from harness.measure.faults import out_of_memory
+from harness.plan.files import REPORT_DIR, WORKSPACE
+from harness.run.launch import death_status
+from impls.records import default_frameworks
 from tests.fake_oom_impls import OOM_FAKES
-from tests.helpers import (FAKES, ROOT, TINY, alive, children, finished, harness_run, one_line, results_in,
-                           wait_for)
+from tests.helpers import FAKES, ROOT, TINY, alive, children, finished, harness_run, one_line, results_in, wait_for
 
 
 def run(*args, out, cwd=ROOT, env=None, **kw):
@@ -233,7 +235,7 @@ def test_options_that_would_be_ignored_are_refused_in_one_line(tmp_path, argv, e
 def test_a_run_whose_every_cell_is_skipped_fails(tmp_path):
     from tests.conftest import installed
 
-    absent = [f for f in ("torch", "keras", "jax") if not installed(f)]
+    absent = [f for f in default_frameworks() if not installed(f)]
     if not absent:
         pytest.skip("every framework is installed here")
     proc = run("--framework", absent[0], *TINY, out=tmp_path)
@@ -244,7 +246,7 @@ def test_a_run_whose_every_cell_is_skipped_fails(tmp_path):
 def mnist_like(tmp_path: Path, **override) -> Path:
     """MNIST's real arrays with some replaced, as a Keras-format npz."""
     raw = data.load_raw("mnist")
-    arrays = {k: getattr(raw, k) for k in data_files.IDX_NAMES} | override
+    arrays = {k: getattr(raw, k) for k in formats.IDX_NAMES} | override
     path = tmp_path / "mnist.npz"
     np.savez(path, **arrays)
     return path
@@ -310,7 +312,7 @@ def test_the_report_replaces_a_planted_link_and_never_writes_through_it(tmp_path
 
 def test_by_default_runs_and_reports_go_to_git_ignored_folders_of_the_checkout():
     from harness.report.__main__ import parser as report_parser
-    from harness.run import parser as run_parser
+    from harness.run.__main__ import parser as run_parser
 
     out, report = run_parser().parse_args([]).out, report_parser().parse_args([]).out_dir
     assert out == WORKSPACE and report == REPORT_DIR and out.is_absolute()

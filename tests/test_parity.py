@@ -9,9 +9,14 @@ import functools
 import numpy as np
 import pytest
 
-from harness import data, protocol, reference
-from harness.protocol import initial_weights
-from harness.spec import MODELS, HarnessError, Hyper, model_spec
+from harness import data
+
+from harness.measure import protocol
+
+from harness.measure import reference
+from harness.measure.protocol import initial_weights
+from harness.plan.spec import MODELS, Hyper, model_spec
+from harness.plan.errors import HarnessError
 from tests.conftest import DEVICE, FRAMEWORK_MODES, FRAMEWORKS, ON_GPU
 
 pytestmark = pytest.mark.framework
@@ -128,7 +133,7 @@ NARROW = ["bf16"] + (["tf32"] if ON_GPU else [])
 def test_narrow_precision_is_used_and_within_its_rounding(make_impl, framework, mode, precision,
                                                            model_name, mnist):
     if framework == "keras" and precision == "tf32":
-        pytest.skip("Keras takes TF32 from the environment only (harness.cell.cell_env)")
+        pytest.skip("Keras takes TF32 from the environment only (harness.plan.cell.cell_env)")
     impl, model, weights = build(make_impl, framework, model_name, mnist, RECIPES["adam"], mode, precision)
     got = impl.logits(mnist.x_test[:256])
     assert got.dtype == np.float32

@@ -1,11 +1,11 @@
-"""harness/parity.py's constants are what seed_spread computes from the committed CPU archive,
+"""harness/analysis/parity.py's constants are what seed_spread computes from the committed CPU archive,
 not numbers copied by hand: remaking the seed spread without updating them fails here."""
 from __future__ import annotations
 
 import pytest
 
-from harness.files import REPO_ROOT
-from harness.parity import NATIVE_MEAN_GAP, NATIVE_SEED_SD, SEED_SD, seed_spread
+from harness.plan.files import REPO_ROOT
+from harness.analysis.parity import NATIVE_MEAN_GAP, NATIVE_SEED_SD, SEED_SD, seed_spread
 
 SEED_SPREAD = REPO_ROOT / "results" / "cpu-epyc-2c" / "seed-spread"
 
@@ -27,8 +27,8 @@ def test_native_sds_and_mean_gaps_are_the_archives(measured):
 
 
 def test_seed_spread_counts_every_framework_and_five_seeds():
-    from harness.results import Result
-    from harness.store import Store
+    from harness.measure.results import Result
+    from harness.measure.store import Store
 
     seeds: dict[tuple, set] = {}
     for _, r in Store(SEED_SPREAD).results():

@@ -1,4 +1,4 @@
-"""The plain reference-style loops (impls/plain/) and their runner (harness.plain_loops), on the CPU.
+"""The plain reference-style loops (impls/plain/) and their runner (harness.run.plain_loops), on the CPU.
 
 Each loop trains 2 epochs on the first 2000 MNIST rows (the median samples/s needs an epoch
 after the first); loops of a framework not installed here are skipped, so each framework's
@@ -15,8 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from harness import data, plain_loops
-from harness.spec import HarnessError
+from harness import data
+
+from harness.measure import loops as loop_records
+from harness.plan.errors import HarnessError
+from harness.plan.loop_plans import H100_REFERENCE, PLANS
+from harness.run import plain_loops
 from impls.records import framework
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,7 +93,7 @@ def test_graph_mode_is_refused_on_a_cpu_in_one_line(mnist_npz):
 
 
 def test_runner_refuses_a_gpu_only_loop_on_a_cpu_in_one_line():
-    proc = subprocess.run([sys.executable, "-m", "harness.plain_loops", "--loop", "torch:graph:256", "jax:scan:32"],
+    proc = subprocess.run([sys.executable, "-m", "harness.run.plain_loops", "--loop", "torch:graph:256", "jax:scan:32"],
                           cwd=ROOT, text=True, capture_output=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
@@ -126,36 +130,61 @@ def test_an_example_loop_is_paired_with_the_native_cell_the_others_with_equal_on
 
 
 def test_every_framework_example_loop_is_in_the_cpu_plans_and_the_archive():
-    from harness.archive import PLAIN_LOOPS
+    from harness.plan.plans import PLAIN_LOOPS
 
     examples = [f"{name}:example:32" for name, modes in plain_loops.suite_modes().items()
                 if modes.get("example", (None, None))[1] == "native"]
     assert len(examples) == 3
-    assert set(examples) <= set(plain_loops.PLANS["cpu"].loops)
-    plan = plain_loops.PLANS["cpu-examples"]
+    assert set(examples) <= set(PLANS["cpu"].loops)
+    plan = PLANS["cpu-examples"]
     assert (plan.device, plan.epochs, sorted(plan.loops)) == ("cpu", 5, sorted(examples))
-    assert set(examples) <= set(PLAIN_LOOPS["cpu"])
+    assert PLAIN_LOOPS["cpu"] == ["--plan", "cpu-archive"]
+    assert set(examples) <= set(PLANS["cpu-archive"].loops) and PLANS["cpu-archive"].epochs == 5
+
+
+def test_every_plan_loop_parses_and_every_reference_names_a_gpu_plan_loop(monkeypatch):
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    labels = {name: [plain_loops.parse_loop(spec).label for spec in plan.loops] for name, plan in PLANS.items()}
+    assert all(len(set(found)) == len(found) for found in labels.values())
+    assert set(H100_REFERENCE.samples_per_s) <= set(labels["gpu"])
+    assert H100_REFERENCE.get("jax scan b32") == 845_000 and H100_REFERENCE.get("torch eager b32") is None
+
+
+def pair(cell, loop_rate, suite_rate, loop_status="ok") -> loop_records.Pair:
+    """A pair of figures for the cell, as the runner records them (the rest made up)."""
+    return loop_records.Pair(
+        label="?", loop=loop_records.LoopRun(
+            "python -m impls.plain.x", {}, loop_status, None if loop_status == "ok" else "exit status 1: boom",
+            {"train_samples_per_s_median": loop_rate, "test_accuracy": 0.9} if loop_status == "ok" else None),
+        suite=loop_records.SuiteSide(cell.id, cell.profile, cell.mode, cell.precision, "ok", "", 2000, [1.0],
+                                     suite_rate, 0.9),
+        data="mnist.npz", data_sha256=cell.data_sha256,
+        machine=loop_records.Machine("here", "cpu", 2, [], None, None), seconds=1.0, timestamp="now")
 
 
 def test_table_names_the_profile_and_mode_of_each_suite_cell():
-    loops = [plain_loops.parse_loop(spec) for spec in ("torch:example:32", "torch:eager:32", "jax:example:32")]
+    specs = ("torch:example:32", "torch:eager:32", "jax:example:32", "jax:step:32")
+    loops = [plain_loops.parse_loop(spec) for spec in specs]
     cells = plain_loops.suite_cells(loops, "cpu", 2, 0, LIMIT)
-    example, eager, skipped = (cells[loop] for loop in loops)
-
-    def record(cell, loop_rate, suite_rate):
-        return {"loop": {"status": "ok", "result": {"train_samples_per_s_median": loop_rate, "test_accuracy": 0.9}},
-                "suite": {"profile": cell.profile, "mode": cell.mode, "train_samples_per_s_median": suite_rate,
-                          "test_accuracy": 0.9}}
-
-    old = record(eager, 100.0, 50.0)
-    del old["suite"]["profile"], old["suite"]["mode"]  # a record written before the profile was kept
-    table = plain_loops.table(loops, cells, {example.id: record(example, 200.0, 300.0), eager.id: old},
-                              {example.id, eager.id}, {loops[2]: "skipped: grain not installed here"}, False)
+    example, eager, skipped, failed = (cells[loop] for loop in loops)
+    # a pair written before the suite's profile and mode were kept reads as profile equal (its upgrade)
+    old = pair(eager, 100.0, 50.0).to_dict()
+    del old["suite"]["profile"], old["suite"]["mode"], old["suite"]["precision"]
+    pairs = loop_records.parse({"about": "v1", "pairs": {example.id: pair(example, 200.0, 300.0).to_dict(), eager.id: old,
+                                          failed.id: pair(failed, None, 10.0, "error").to_dict()}}).pairs
+    rows = [(loop.label, cells[loop]) for loop in loops]
+    table = loop_records.table(rows, pairs, {example.id, eager.id, failed.id},
+                               {"jax example b32": "skipped: grain not installed here"}, False)
     rows = [line.split(" | ") for line in table.splitlines()]
-    assert rows[0][:3] == ["| loop", "suite cell", "loop samples/s"]
+    assert rows[0][:3] == ["| loop", "suite cell", "loop samples/s"] and len(rows[0]) == 7
     assert rows[2][:6] == ["| torch example b32", "native eager", "200", "300", "1.50", "0.9000"]
     assert rows[3][:3] == ["| torch eager b32", "equal", "100"]
     assert rows[4][:3] == ["| jax example b32", "native step", "skipped: grain not installed here"]
+    assert rows[5][:3] == ["| jax step b32 — loop failed: exit status 1: boom", "equal step", "—"]
+    # on a GPU, the reference column, by loop label; a pair from before this call says so
+    gpu = loop_records.table([(loops[0].label, example)], pairs, set(), {}, True)
+    assert gpu.splitlines()[0].endswith("| reference (H100) |")
+    assert gpu.splitlines()[2].startswith("| torch example b32 (an earlier call) |") and gpu.endswith("| — |")
 
 
 @pytest.mark.framework
@@ -170,7 +199,9 @@ def test_runner_sets_loop_beside_suite_cell_in_table_and_json(loop, tmp_path, ca
     assert plain_loops.main(argv) == 0
     out, err = capsys.readouterr()
     label = plain_loops.parse_loop(loop).label
-    pairs = json.loads((tmp_path / plain_loops.RESULT_FILE).read_text())["pairs"]
+    written = json.loads((tmp_path / plain_loops.RESULT_FILE).read_text())
+    assert written["schema_version"] == loop_records.SCHEMA_VERSION
+    pairs = written["pairs"]
     assert len(pairs) == 1
     (cell_id, pair), = pairs.items()
     assert (tmp_path / f"{cell_id}.json").is_file()  # the suite's own result file, same --out

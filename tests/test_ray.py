@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.ray_executor import SCRATCH_PREFIX, _running, processes_using
+from harness.run.ray_cluster import SCRATCH_PREFIX, _running, processes_using
 from tests.helpers import FAKES, ROOT, TINY, harness_run, results_in, wait_for
 from tests.test_faults import assert_every_ending_recorded_and_said_once, run_every_ending
 

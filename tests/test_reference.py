@@ -4,9 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness import data, reference
-from harness.spec import MODELS, model_spec
-from harness.protocol import check_weights, initial_weights
+from harness import data
+
+from harness.measure import reference
+from harness.plan.spec import MODELS, model_spec
+from harness.measure.protocol import check_weights, initial_weights
 
 
 def test_parameter_counts_are_designs():

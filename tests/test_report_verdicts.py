@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import results
+from harness.measure import results
 from harness.report import read, summary
 from harness.report.__main__ import main
 

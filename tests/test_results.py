@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import results
-from harness.cell import Cell
-from harness.spec import DataSpec, Hyper
-from harness.store import Store, failure_record
+from harness.measure import results
+from harness.plan.cell import Cell
+from harness.plan.spec import DataSpec, Hyper
+from harness.measure.store import Store, failure_record
 
 SCHEMAS = Path(__file__).resolve().parent / "fixtures" / "schemas"
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import results
+from harness.measure import results
+from impls.records import default_frameworks, frameworks
 from tests.conftest import installed
 from tests.helpers import ROOT, TINY, ctrl_c_as_a_terminal_sends_it, finished, harness_run
 from tests.helpers import results_in as load_all
@@ -68,7 +69,7 @@ def test_rerun_skips_finished_cells_unless_forced(tmp_path):
 
 
 @pytest.mark.parametrize("flag,bad,valid", [
-    ("--framework", "tensorflow", "valid frameworks: torch, keras, jax, numpy"),
+    ("--framework", "tensorflow", f"valid frameworks: {', '.join(frameworks())}"),
     ("--model", "resnet", "valid models: logistic, mlp, cnn"),
     ("--mode", "turbo", "valid modes:"),
     ("--dataset", "cifar", "valid datasets: mnist, fashion, tiny5x5"),
@@ -84,7 +85,7 @@ def test_unknown_names_give_one_line_listing_the_valid_ones(tmp_path, flag, bad,
 
 
 def test_framework_not_installed_is_skipped_with_its_reason(tmp_path):
-    missing = [f for f in ("torch", "keras", "jax") if not installed(f)]
+    missing = [f for f in default_frameworks() if not installed(f)]
     if not missing:
         pytest.skip("every framework is installed here")
     proc = run("--framework", missing[0], "numpy", *TINY, out=tmp_path)
@@ -99,7 +100,7 @@ def test_a_write_killed_midway_leaves_no_result_file(tmp_path):
     code = f"""
 import os, signal
 from pathlib import Path
-from harness.files import write_atomic
+from harness.plan.files import write_atomic
 def write_half_then_die(f):
     f.write(b'{{"schema_version": 1, "cell": ')
     f.flush()
@@ -152,9 +153,11 @@ class FakeGpu:
 
 
 def test_a_gpu_cell_traces_only_its_last_epoch_and_times_without_it():
-    from harness import cell, child, data
-    from harness.protocol import initial_weights, steady_epochs
-    from harness.spec import Hyper, model_spec
+    from harness import data
+    from harness.measure import child
+    from harness.measure.protocol import initial_weights, steady_epochs
+    from harness.plan import cell
+    from harness.plan.spec import Hyper, model_spec
     from impls.records import load_impl
 
     ds = data.load("tiny5x5")

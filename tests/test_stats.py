@@ -1,4 +1,4 @@
-"""harness.stats on synthetic trials of known truth.
+"""harness.analysis.stats on synthetic trials of known truth.
 
 Process-to-process timing noise is modelled as log-normal: "15% noise" is an sd of 0.15 of
 the log time; a round effect is what moves every configuration of one round together (the
@@ -13,8 +13,8 @@ import re
 import numpy as np
 import pytest
 
-from harness import stats
-from harness.stats import (MIN_TRIALS, Interval, Ratio, accuracy_equivalence, accuracy_summary, more_rounds,
+from harness.analysis import stats
+from harness.analysis.stats import (MIN_TRIALS, Interval, Ratio, accuracy_equivalence, accuracy_summary, more_rounds,
                            paired_ratio, rate_interval, unpaired_ratio, verdict_kind)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness import stats
+from harness.analysis import stats
 from tests.simulated_drives import FASTER_1_3, ROUND_S, all_found, any_false, share
 
 IDENTICAL = [0.0] * 10

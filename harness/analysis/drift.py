@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as scipy_stats
 
-from harness import stats
+from harness.analysis import stats
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,10 @@ import dataclasses
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
-from harness import stats
+from harness.analysis import stats
 from harness.analysis.trials import Configuration, config_key, configurations
 from harness.analysis.verdicts import Verdict, family, interval_text, ratio_texts, verdict
-from harness.results import Result
+from harness.measure.results import Result
 from impls.records import frameworks  # framework-free: names and modes only
 
 PLANTED_SLOWDOWN = 1.25  # the positive control's size: a quarter more time in every epoch

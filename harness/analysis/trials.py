@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness import stats
-from harness.cell import Cell
-from harness.results import Result
+from harness.analysis import stats
+from harness.plan.cell import Cell
+from harness.measure.results import Result
 
 Block = tuple[str, int]  # (the driver's run id, the round's number): trials of one block met one hour of the machine
 

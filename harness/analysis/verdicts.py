@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness import stats
+from harness.analysis import stats
 from harness.analysis.trials import Configuration
 
 

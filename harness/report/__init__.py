@@ -5,4 +5,7 @@ configuration, one table per machine, data, model and device) -> headline and co
 numbers of the first screen; two archives side by side) -> render (a document as Markdown
 or one HTML page) -> document (what the report says) -> plots (matplotlib, loaded on use);
 __main__ runs them.
+
+The sixth stage: it reads result files through harness.measure's store and judges them through
+harness.analysis; it never runs a cell.
 """

@@ -9,7 +9,7 @@
     python -m harness.report ARCHIVE --readme         the README's section drawn from an archive
                                                       (harness.archive's folder, e.g. results/cpu-epyc-2c)
 
-Reads result files (any schema this checkout knows, harness.results) and pytest-benchmark
+Reads result files (any schema this checkout knows, harness.measure.results) and pytest-benchmark
 files recursively; a file that is neither, or a result it cannot use, is named on stderr in
 one line and skipped. An interrupted report leaves the previous one whole: the plots are
 drawn aside and swapped in with the pages. The terminal gets the summary and the paths
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness import stats
+from harness.analysis import stats
 from harness.analysis.tables import Analysis, analyse
 from harness.report import compare as comparing
 from harness.report.document import compare_document, report_document
@@ -34,9 +34,9 @@ from harness.report.headline import headlines
 from harness.report.read import read_results
 from harness.report.render import markdown, page
 from harness.report.summary import summarise, tables
-from harness.files import REPORT_DIR, WORKSPACE, write_atomic
-from harness.options import check_out, margin_fraction
-from harness.spec import HarnessError, cli_main
+from harness.plan.files import REPORT_DIR, WORKSPACE, write_atomic
+from harness.plan.options import check_out, margin_fraction
+from harness.plan.errors import HarnessError, cli_main
 
 
 def write_text(path: Path, text: str) -> Path:

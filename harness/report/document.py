@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.recipes import RECIPES
-from harness.machine import slug
+from harness.plan.recipes import RECIPES
+from harness.measure.machine import slug
 from harness.report import compare as comparing
 from harness.report.read import model_definitions
 from harness.analysis.tables import Analysis

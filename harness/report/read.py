@@ -21,11 +21,11 @@ from pathlib import Path
 import pandas as pd
 
 from harness.analysis.trials import data_label
-from harness.files import REPO_ROOT
-from harness.machine import slug
-from harness.results import Result, parse
-from harness.spec import HarnessError
-from harness.store import Store
+from harness.plan.files import REPO_ROOT
+from harness.measure.machine import slug
+from harness.measure.results import Result, parse
+from harness.plan.errors import HarnessError
+from harness.measure.store import Store
 from impls.records import default_frameworks, framework
 
 EXTRA_FIELDS = ("predictions", "weights_file")  # optional result fields that feed two plots
@@ -99,7 +99,7 @@ def read_results(dirs: list[Path]) -> pd.DataFrame:
                     rows += benchmark_rows(doc, path)
                     continue
                 if isinstance(doc, dict) and "pairs" in doc and path.name == "plain-loops.json":
-                    continue  # the plain loops' side file (harness.plain_loops), not a cell
+                    continue  # the plain loops' side file (harness.run.plain_loops), not a cell
                 result = parse(doc) if not isinstance(doc, Exception) else _raise(doc)
                 why = unusable(result)
                 if why:
@@ -131,7 +131,7 @@ def unusable(result: Result) -> str | None:
 
     The one place for these checks. Parsing builds the records but leaves each value as the
     file had it, so here: every value of its declared type; no NaN or infinity among the
-    metrics; times and rates above zero (harness.stats takes logarithms of them); accuracies
+    metrics; times and rates above zero (harness.analysis.stats takes logarithms of them); accuracies
     in [0, 1]; curves as long as their epochs; predictions whose images fit their shape.
     """
     m, c, hints = result.metrics, result.curves, _hints(Result)

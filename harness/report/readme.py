@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.analysis.tables import Analysis
+from harness.plan.plans import LOOPS, REPORTED, SEED_SPREAD
 from harness.report.document import (SPLIT_PARTS, control_lines, headline_lines, native_ratio, num, rate,
                                      samples_per_s)
 from harness.report.headline import Headline, contenders, native_vs_equal
@@ -69,22 +70,23 @@ def native_table(tables: list[Table]) -> Grid | None:
 
 
 def loops_table(pairs: dict) -> Grid | None:
-    """The plain loops beside their suite cells (harness.plain_loops' plain-loops.json)."""
-    from harness.plain_loops import pair_figures
+    """The plain loops beside their suite cells: plain-loops.json's pairs by cell id, as harness.measure.loops
+    reads them (its Pair records)."""
+    from harness.measure.loops import pair_figures
 
     head = ["loop", "suite cell", "loop samples/s", "suite samples/s", "suite ÷ loop", "loop accuracy",
             "suite accuracy"]
-    rows = [dict(zip(head, [record.get("label", "?"), *pair_figures(record)])) for record in pairs.values()]
+    rows = [dict(zip(head, [pair.label, *pair_figures(pair)])) for pair in pairs.values()]
     return Grid(pd.DataFrame(rows).sort_values(["suite cell", "loop"], kind="stable")) if rows else None
 
 
 def spread_table(spread: dict) -> Grid | None:
     """Per model and profile: the seed-to-seed sd, native's gap between means, the bound they give."""
-    from harness.parity import TOLERANCES
+    from harness.analysis.parity import TOLERANCES
 
     rows = [{"profile": profile, "model": model, "largest seed-to-seed sd": f"{s['sd']:.4f}",
              "largest gap between means": f"{s['mean_gap']:.4f}" if profile == "native" else "—",
-             "parity bound (harness/parity.py)": num(TOLERANCES.get(profile, {}).get(model), "{:.4f}")}
+             "parity bound (harness/analysis/parity.py)": num(TOLERANCES.get(profile, {}).get(model), "{:.4f}")}
             for profile in ("equal", "native") for model, s in sorted(spread.get(profile, {}).items(),
                                                                       key=lambda kv: MODEL_ORDER.get(kv[0], 9))]
     return Grid(pd.DataFrame(rows)) if rows else None
@@ -92,7 +94,7 @@ def spread_table(spread: dict) -> Grid | None:
 
 def recipes_table(summary: pd.DataFrame) -> Grid | None:
     """The seeds' recipes: per recipe and model, the seed's published figure and each framework's."""
-    from harness.recipes import RECIPES
+    from harness.plan.recipes import RECIPES
 
     if "recipe" not in summary:
         return None
@@ -128,7 +130,7 @@ def readme_section(machine: str, heads: list[Headline], tables: list[Table], ana
                 md_table(per_model_grid(mine, SPEED_COLUMNS)), "",
                 "```", *[line for h in mine for line in headline_lines(h)], "```", "",
                 f"Where a steady step's time goes in profile {profile}, in µs: input pipeline / framework overhead "
-                "/ arithmetic (harness.split; the median over trials; ? where the framework's own loop hides "
+                "/ arithmetic (harness.measure.split; the median over trials; ? where the framework's own loop hides "
                 "its input pipeline):", "",
                 md_table(per_model_grid(mine, SPLIT_COLUMNS))]
     native = native_table(tables)
@@ -137,32 +139,31 @@ def readme_section(machine: str, heads: list[Headline], tables: list[Table], ana
                 "the interval is the ratio's, over the rounds both ran in):", "", md_table(native)]
     table = loops_table(loops)
     if table is not None:
-        out += ["", "**The frameworks' own loops beside the suite** (harness.plain_loops, the MLP; one process "
+        out += ["", "**The frameworks' own loops beside the suite** (harness.run.plain_loops, the MLP; one process "
                 "each, run back to back): each example loop beside its native cell, each reference-style loop "
                 "beside its equal cell.", "", md_table(table)]
     table = spread_table(spread)
     if table is not None:
         out += ["", "**The seed spread behind the parity tolerances** (seeds 0-4, 2 epochs, batch 32; "
-                "harness.parity.seed_spread over seed-spread/):", "", md_table(table)]
+                "harness.analysis.parity.seed_spread over seed-spread/):", "", md_table(table)]
     table = recipes_table(summary) if summary is not None else None
     if table is not None:
-        out += ["", "**The seeds' recipes** (harness/recipes.py; profile equal, seed 0, one process each; the "
+        out += ["", "**The seeds' recipes** (harness/plan/recipes.py; profile equal, seed 0, one process each; the "
                 "published figure is the seed's own, where it gave one):", "", md_table(table)]
     return "\n".join(out + ["", END])
 
 
 def archive_parts(archive: Path) -> tuple[list[Path], dict, dict]:
     """The archive's result folders for the tables, its loop pairs and its seed spread."""
-    from harness.archive import LOOPS, REPORTED, SEED_SPREAD
-    from harness.parity import seed_spread
-    from harness.plain_loops import RESULT_FILE
-    from harness.spec import HarnessError
-    from harness.store import Store
+    from harness.analysis.parity import seed_spread
+    from harness.measure.loops import read_pairs
+    from harness.plan.errors import HarnessError
+    from harness.measure.store import Store
 
     folders = [archive / f for f in REPORTED]
     if not (archive / REPORTED[0]).is_dir():
         raise HarnessError(f"{archive} is not an archive (python -m harness.archive makes one): it has no "
                            f"{REPORTED[0]}/")
-    loops = Store(archive / LOOPS).read_json(RESULT_FILE).get("pairs", {}) if (archive / LOOPS).is_dir() else {}
+    loops = read_pairs(Store(archive / LOOPS)) if (archive / LOOPS).is_dir() else {}
     spread = seed_spread(archive / SEED_SPREAD) if (archive / SEED_SPREAD).is_dir() else {}
     return [f for f in folders if f.is_dir()], loops, spread

@@ -14,8 +14,8 @@ import pandas as pd
 
 from harness.analysis.tables import CHOSEN_SETTINGS, setting, show
 from harness.analysis.trials import configurations
-from harness.machine import slug
-from harness.results import STATUSES, Result, Spread
+from harness.measure.machine import slug
+from harness.measure.results import STATUSES, Result, Spread
 
 TABLE_KEY = ["machine", "table", "model", "device"]
 NAMED = ["framework", "backend", "mode", "twin", "planted_slowdown"]  # a row's label
@@ -121,7 +121,7 @@ def spread_median(value) -> float:
 
 
 def time_split(results: list[Result]) -> dict:
-    """The median over trials of each part of a steady epoch (harness.split), NaN where none was taken."""
+    """The median over trials of each part of a steady epoch (harness.measure.split), NaN where none was taken."""
     splits = [r.metrics.split for r in results if r.metrics.split is not None]
     parts = ("input_s", "overhead_s", "arithmetic_s")
     return {f"split_{p}": median(getattr(s, p) for s in splits) for p in parts} | {
@@ -225,7 +225,7 @@ class Table:
 
 
 def control_of(cells: pd.DataFrame) -> pd.Series:
-    """Each cell's control (harness.cell.Cell.control): "twin", "planted" or None."""
+    """Each cell's control (harness.plan.cell.Cell.control): "twin", "planted" or None."""
     return pd.Series([r.cell.control for r in cells["result"]], index=cells.index, dtype=object)
 
 

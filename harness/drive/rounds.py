@@ -1,0 +1,281 @@
+"""python -m harness.drive: the matrix in rounds, interleaved across the frameworks' environments,
+until its verdicts are decided or the time budget is spent; then the report.
+
+    python -m harness.drive                                  the main job: verdicts in about half an hour
+    python -m harness.drive --model mlp cnn --budget 2h
+    python -m harness.drive --plan cpu-archive --rounds 5 --out results/cpu-epyc-2c/matrix
+
+Each round runs one trial of every configuration, in an order shuffled afresh (its seed is
+recorded in each result), each cell in its own framework's environment: the python of the
+tox env that installs it (.tox/torch, .tox/keras, .tox/jax, .tox/keras-jax, ...; made by
+`tox -e torch,keras,jax --notest`), or one given with --python. So no framework meets a
+different hour of the machine than another. Round r runs trial r-1 of each configuration at
+seed first+r-1: every process is one timing trial and one accuracy seed. Each round also runs
+two controls beside the matrix's first configuration (harness.analysis.tables): its A/A twin,
+identical code counted apart (negative: it must land within the margin), and its planted
+slowdown, every epoch made 1.25x longer (positive: the run must find it).
+
+After round 4 (the fewest rounds a paired verdict uses), the driver adds rounds until every
+verdict of the summary is decided (faster beyond the margin, or within it) at the stricter
+STOP_ALPHA, or the next round would overrun --budget; --rounds sets a fixed count instead. With --min-uncontended N,
+top-up rounds follow the fixed ones (as many at most), each of only the configurations that
+have fewer than N finished trials no other process contended for, so a trial lost to a busy
+machine is made up at a new seed. A rerun of the same command resumes: trials already
+finished are not run again.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import random
+import subprocess
+import sys
+import time
+from collections import Counter
+from functools import lru_cache
+from pathlib import Path
+
+from harness import data
+from harness.analysis import stats
+from harness.analysis.tables import PLANTED_SLOWDOWN, Analysis, analyse
+from harness.analysis.verdicts import MIN_PAIRED_ROUNDS
+from harness.measure.store import Store
+from harness.plan.cell import Cell
+from harness.plan.errors import HarnessError
+from harness.plan.files import REPO_ROOT
+from harness.plan.matrix import expand, plan_cells
+from harness.plan.options import (Parser, add_matrix_options, check_out, given_options, margin_fraction, positive_int,
+                                  refuse_ignored, selection_of)
+from harness.report.__main__ import main as report_main
+from harness.run.executor import FAILED, warn_if_busy
+from harness.run.executors import executor
+from impls.records import framework, frameworks
+
+DEFAULT_BUDGET = "30m"
+# The main job's matrix when no option chooses one: seed 002's MLP in each framework's idiomatic
+# mode, both profiles, 3 epochs (a compiling first and two steady ones): rounds short enough
+# that a 2-core machine decides its verdicts in about half an hour.
+MAIN_JOB = ["--model", "mlp", "--epochs", "3"]
+VERDICT_ROUNDS = MIN_PAIRED_ROUNDS  # the first round after which every comparison can be paired
+# The driver looks after every round from VERDICT_ROUNDS on and stops once all is decided; each
+# look is a chance to stop on a false verdict. Deciding to stop at a third of the report's alpha
+# keeps a whole drive's chance of any false verdict in a table at or below ALPHA (the report
+# states its verdicts at ALPHA): in simulation, two identical configurations at a per-process
+# spread of 0.2 gave a false verdict in 6.6% of 1000 drives stopping at ALPHA, 3.5% at ALPHA / 3
+# (tests/test_stopping_rule.py), and a true 1.3x is still found within 10 rounds.
+STOP_ALPHA = stats.ALPHA / 3
+
+
+def parse_budget(text: str) -> float:
+    """'30m', '2h', '90s' or seconds, as seconds: a finite positive duration."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        seconds = float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
+    except (ValueError, IndexError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a time like 30m, 2h or 90s") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise argparse.ArgumentTypeError(f"a budget is a positive time like 30m, 2h or 90s, got {text!r}")
+    return seconds
+
+
+# ---------------------------------------------------------------- the frameworks' interpreters
+def env_pythons(cells: list[Cell], given: dict[str, str]) -> dict[tuple[str, str | None], str]:
+    """The interpreter for each (framework, backend): --python's, the tox env's, or this one."""
+    out = {}
+    for key in dict.fromkeys((c.framework, c.backend) for c in cells):
+        name, backend = key
+        label = framework(name).label(backend)
+        env = framework(name).tox_env(backend)
+        candidates = [given.get(label), given.get(name),
+                      *(str(REPO_ROOT / ".tox" / e / "bin" / "python") for e in (env, f"test-{env}"))]
+        found = next((c for c in candidates if c and Path(c).exists()), None)
+        out[key] = found or sys.executable
+    return out
+
+
+def given_pythons(items: list[str]) -> dict[str, str]:
+    """--python's FRAMEWORK=PATH pairs, each checked before anything trains: a framework the
+    registry knows (or one of its Keras backends, 'keras[jax]'), an interpreter that exists and
+    imports this harness; else a one-line HarnessError."""
+    known = {name: None for name in frameworks()} | {record.label(b): None for record in frameworks().values()
+                                                       for b in record.backends}
+    given = {}
+    for item in items:
+        name, _, path = item.partition("=")
+        if not path:
+            raise HarnessError("--python takes FRAMEWORK=PATH, e.g. torch=.venv-torch/bin/python")
+        if name not in known:
+            raise HarnessError(f"--python {item}: no framework {name!r}; known: {', '.join(known)}")
+        python = str(Path(path).expanduser())
+        if not Path(python).is_file():
+            raise HarnessError(f"--python {item}: {python} does not exist; give the python of {name}'s environment")
+        proc = subprocess.run([python, "-c", "import harness.plan.cell"], cwd=REPO_ROOT, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise HarnessError(f"--python {item}: {python} cannot import this harness; install it there "
+                               f"({python} -m pip install -e {REPO_ROOT})")
+        given[name] = python
+    return given
+
+
+@lru_cache(maxsize=None)
+def missing_in(python: str, packages: tuple[str, ...]) -> tuple[str, ...]:
+    """The packages that interpreter cannot import (asked once per interpreter and set)."""
+    code = "import importlib.util, sys; print(' '.join(n for n in sys.argv[1:] if importlib.util.find_spec(n) is None))"
+    proc = subprocess.run([python, "-c", code, *packages], capture_output=True, text=True)
+    return tuple(proc.stdout.split()) if proc.returncode == 0 else packages
+
+
+# ---------------------------------------------------------------- rounds
+def round_cells(configurations: list[Cell], number: int, first_seed: int, same_seed: bool,
+                controls: bool) -> list[Cell]:
+    """Round `number`'s cells: trial number-1 of each configuration, and the first one's two
+    controls, its A/A twin and its planted slowdown."""
+    seed = first_seed if same_seed else first_seed + number - 1
+
+    def trial(cell: Cell, **more) -> Cell:
+        return dataclasses.replace(cell, trial=number - 1, hyper=dataclasses.replace(cell.hyper, seed=seed), **more)
+
+    cells = [trial(c) for c in configurations]
+    if not controls or not configurations:
+        return cells
+    return cells + [trial(configurations[0], twin=True), trial(configurations[0], planted_slowdown=PLANTED_SLOWDOWN)]
+
+
+def short_of(configurations: list[Cell], store, wanted: int) -> list[Cell]:
+    """The configurations with fewer than `wanted` finished trials that nothing contended for."""
+    counted = Counter()
+    for _, r in store.results():
+        if isinstance(r, Exception) or r.status != "ok" or r.cell.control is not None:
+            continue
+        if r.env.contention is None or not r.env.contention.contended:
+            counted[r.cell.configuration.id] += 1
+    return [c for c in configurations if counted[c.configuration.id] < wanted]
+
+
+def stop_after(number: int, analysis: Analysis) -> bool:
+    """The stopping rule: from round VERDICT_ROUNDS on, stop once every verdict is decided."""
+    return number >= VERDICT_ROUNDS and not analysis.undecided()
+
+
+def next_round_fits(elapsed: float, per_cell: list[float], round_size: int, budget: float) -> bool:
+    """Whether another round, at the slower of the last two rounds' seconds a cell, ends within the budget."""
+    return not per_cell or elapsed + max(per_cell[-2:]) * round_size <= budget
+
+
+def seconds_to_go(per_cell: list[float], round_size: int, rounds_left: int) -> float:
+    """The rounds left at the mean seconds a cell took so far (per_cell: one mean a round; a resumed
+    round's cells found done are not in it, so a half-done round does not look short)."""
+    return rounds_left * round_size * sum(per_cell) / len(per_cell) if per_cell else 0.0
+
+
+def drive(configurations: list[Cell], store, args, python_for) -> int:
+    """Run rounds until the verdicts are decided or the budget is spent, then top-up rounds
+    (--min-uncontended) for the configurations short of uncontended trials; the failures."""
+    def missing(cell: Cell) -> list[str]:
+        return list(missing_in(python_for(cell), framework(cell.framework).needs(cell.backend, cell.profile)))
+
+    start, per_cell, number, failures = time.time(), [], 0, 0  # per_cell: seconds a cell took, per round
+    round_size = len(configurations) + 2 * (not args.no_controls)
+    drive_id = time.strftime("%Y%m%dT%H%M%S") + f"-{random.randrange(16**6):06x}"
+    warn_if_busy(print)
+    while True:
+        number += 1
+        elapsed = time.time() - start
+        if args.rounds and number > args.rounds:
+            short = short_of(configurations, store, args.min_uncontended) if args.min_uncontended else []
+            if short and number > 2 * args.rounds:
+                print(f"{len(short)} configurations still have fewer than {args.min_uncontended} uncontended "
+                      f"trials after {args.rounds} top-up rounds: " + ", ".join(c.label for c in short[:3]))
+            if not short or number > 2 * args.rounds:
+                break
+            print(f"top-up round {number}: {len(short)} configurations have fewer than {args.min_uncontended} "
+                  "uncontended trials", flush=True)
+            cells = round_cells(short, number, args.seed[0], args.same_seed, controls=False)
+        else:
+            if not args.rounds and not next_round_fits(elapsed, per_cell, round_size, args.budget):
+                print(f"stop: round {number} would not end within the budget ({args.budget / 60:.0f} min)")
+                break
+            cells = round_cells(configurations, number, args.seed[0], args.same_seed, not args.no_controls)
+        order_seed = random.randrange(2**31)
+        random.Random(order_seed).shuffle(cells)
+        context = {c.id: {"round": {"drive": drive_id, "number": number, "position": i + 1, "size": len(cells),
+                                    "seed": order_seed, "margin": args.margin}} for i, c in enumerate(cells)}
+        began = time.time()
+        local = executor("local", python_for=python_for, missing_for=missing, context_for=lambda c: context[c.id])
+        counts = local.run(cells, store, args.force, args.quiet)
+        ran = sum(v for k, v in counts.items() if k not in ("skipped", "done before"))
+        if ran:  # cells a resumed round found done say nothing of the time to go
+            per_cell.append((time.time() - began) / ran)
+        failures += sum(counts.get(k, 0) for k in FAILED)
+        if args.rounds:
+            rounds_left = max(0, args.rounds - number)
+            to_go = seconds_to_go(per_cell, round_size, rounds_left)
+            left = f"; about {to_go / 60:.0f} min to go ({rounds_left} rounds)"
+        else:
+            left = f"; {max(0.0, args.budget - (time.time() - start)) / 60:.0f} min of the budget left"
+        print(f"round {number} done in {(time.time() - began) / 60:.1f} min: "
+              + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + left, flush=True)
+        if not args.rounds and number >= VERDICT_ROUNDS:
+            results = [r for _, r in store.results() if not isinstance(r, Exception)]
+            analysis = analyse(results, args.margin, STOP_ALPHA)
+            if stop_after(number, analysis):
+                print(f"every verdict decided after {number} rounds")
+                break
+            pending = [v.text for v in analysis.undecided()]
+            more = "; ..." if len(pending) > 3 else ""
+            print(f"{len(pending)} verdicts undecided: " + "; ".join(pending[:3]) + more)
+    return failures
+
+
+# ---------------------------------------------------------------- command line
+def parser() -> argparse.ArgumentParser:
+    p = Parser(prog="python -m harness.drive", description=__doc__.split("\n")[0],
+               epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_matrix_options(p)
+    p.add_argument("--budget", type=parse_budget, default=parse_budget(DEFAULT_BUDGET),
+                   help=f"add rounds until the verdicts are decided or this time is spent (default {DEFAULT_BUDGET})")
+    p.add_argument("--rounds", type=positive_int, help="run exactly this many rounds (in place of --budget)")
+    p.add_argument("--min-uncontended", type=positive_int, metavar="N",
+                   help="after --rounds, up to as many top-up rounds, each of the configurations that have fewer "
+                        "than N finished trials that no other process contended for")
+    p.add_argument("--same-seed", action="store_true", help="every round at the first seed (default: seed first+r-1)")
+    p.add_argument("--margin", type=margin_fraction, default=stats.MARGIN, metavar="FRACTION",
+                   help=f"the practical margin, declared before the run: a difference within it is a tie "
+                        f"(default {stats.MARGIN:g}, i.e. {stats.MARGIN:.0%}".replace("%", "%%") + ")")
+    p.add_argument("--no-controls", action="store_true",
+                   help="no A/A twin and no planted slowdown (the summary then cannot say whether the run could see)")
+    p.add_argument("--python", nargs="+", default=[], metavar="FRAMEWORK=PATH",
+                   help="the interpreter of a framework's environment, e.g. torch=~/venvs/torch/bin/python or "
+                        "'keras[jax]=...' (default: the tox env's, .tox/<env>/bin/python)")
+    p.add_argument("--no-report", action="store_true", help="do not report at the end")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+
+    argv = sys.argv[1:] if argv is None else argv
+    chosen = given_options(argv)
+    if not chosen & {"framework", "model", "mode", "profile", "plan", "recipe", "epochs", "dataset", "batch_size"}:
+        argv = MAIN_JOB + argv
+    args = parser().parse_args(argv)
+    refuse_ignored(args, given_options(argv) - {"trials"})
+    if args.min_uncontended and not args.rounds:
+        raise HarnessError("--min-uncontended tops up after a fixed number of rounds: give --rounds too")
+    if "trials" in chosen:
+        raise HarnessError("the driver makes one trial per round: give --rounds (or --budget), not --trials")
+    given = given_pythons(args.python)
+    store = Store(check_out(args.out))
+    configurations = [c for c in data.checked(plan_cells(args.plan, args.threads) if args.plan
+                                              else expand(selection_of(args, argv), args.threads)) if c.trial == 0]
+    configurations = list({dataclasses.replace(c, hyper=dataclasses.replace(c.hyper, seed=0)).id: c
+                           for c in configurations}.values())  # seeds come from the rounds
+    pythons = env_pythons(configurations, given)
+    for (name, backend), python in pythons.items():
+        print(f"{name}{f'[{backend}]' if backend else ''}: {python}")
+    failures = drive(configurations, store, args, lambda cell: pythons[cell.framework, cell.backend])
+    if not args.no_report:
+
+        report_main([str(store.root), "--html"])
+    return 1 if failures else 0
+
