@@ -15,11 +15,10 @@ one both of them may import.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from harness.measure.results import FINAL_STATUSES, STATUSES, Machine, SchemaError, build
+from harness.measure.results import FINAL_STATUSES, STATUSES, Machine, SchemaError, build, upgraded
 from harness.measure.store import Store
 from harness.plan.cell import Cell
 from harness.plan.loop_plans import H100_REFERENCE
@@ -151,13 +150,7 @@ def parse(doc: Any) -> LoopsFile:
     if version > SCHEMA_VERSION:
         raise SchemaError(f"version {version}, written by a newer fwcompare; this checkout reads versions "
                           f"1-{SCHEMA_VERSION}: update it (git pull), or give the runner another --out")
-    doc = {"schema_version": version, **json.loads(json.dumps(doc))}  # the upgraders change a copy
-    try:
-        while doc["schema_version"] < SCHEMA_VERSION:
-            doc = UPGRADES[doc["schema_version"]](doc)
-            doc["schema_version"] += 1
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise SchemaError(f"version {version} file lacks {exc}") from None
+    doc = upgraded({**doc, "schema_version": version}, UPGRADES, SCHEMA_VERSION, "version")
     loops = build(LoopsFile, doc, "plain-loops")
     for cell_id, pair in loops.pairs.items():
         if pair.loop.status not in LOOP_STATUSES:

@@ -283,6 +283,19 @@ def _upgrade_2_to_3(doc: dict) -> dict:
 UPGRADES = {1: _upgrade_1_to_2, 2: _upgrade_2_to_3}  # version -> the function that lifts it by one
 
 
+def upgraded(doc: dict, upgrades: dict, current: int, what: str) -> dict:
+    """A copy of doc brought from its schema_version to current, one upgrader a version (the one
+    chain of every versioned file); SchemaError where a file lacks what its version had."""
+    version, doc = doc["schema_version"], json.loads(json.dumps(doc))
+    try:
+        while doc["schema_version"] < current:
+            doc = upgrades[doc["schema_version"]](doc)
+            doc["schema_version"] += 1
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise SchemaError(f"{what} {version} file lacks {exc}") from None
+    return doc
+
+
 def parse(doc: Any) -> Result:
     """A parsed result file as a Result of this schema, upgraded from an older one; SchemaError otherwise."""
     if not isinstance(doc, dict):
@@ -293,14 +306,7 @@ def parse(doc: Any) -> Result:
     if version > SCHEMA_VERSION:
         raise SchemaError(f"written by a newer fwcompare (schema {version}); this checkout reads schemas "
                           f"1-{SCHEMA_VERSION}: update it (git pull)")
-    doc = json.loads(json.dumps(doc))  # the upgraders change a copy
-    try:
-        while doc["schema_version"] < SCHEMA_VERSION:
-            doc = UPGRADES[doc["schema_version"]](doc)
-            doc["schema_version"] += 1
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise SchemaError(f"schema {version} file lacks {exc}") from None
-    result = _build(Result, doc, "result")
+    result = _build(Result, upgraded(doc, UPGRADES, SCHEMA_VERSION, "schema"), "result")
     if result.status not in STATUSES:
         raise SchemaError(f"status {result.status!r} is none of {', '.join(STATUSES)}")
     return result
