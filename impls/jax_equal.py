@@ -5,11 +5,15 @@ The model and its nnx.Optimizer are split once (nnx.split) into a graphdef and a
 every mode is a pure jax.jit function of (graphdef, state, data) that merges them inside the
 trace (Flax's "functional training loop"), so a step costs no graph traversal in Python and a
 whole epoch can be one lax.scan: one jitted call per step ("step") or one per epoch ("scan").
+
+jax_impl hands EqualTraining its written_model, which builds the module here with the
+precision's layer arguments (LAYER_ARGS), so this module never imports jax_impl.
 """
 from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -17,9 +21,8 @@ import numpy as np
 import optax
 from flax import nnx
 
-from harness.contract import InputClock
-from harness.spec import Hyper, ModelSpec
-from impls.jax_impl import written_model
+from harness.measure.contract import InputClock
+from harness.plan.spec import Hyper, ModelSpec
 
 
 # ---------------------------------------------------------------- the optimizer
@@ -137,8 +140,9 @@ class EqualTraining:
     """Profile equal: the harness's weights and order, data on the device, the mode's jitted epoch."""
     loss_every = 1
 
-    def __init__(self, spec: ModelSpec, hyper: Hyper, data, weights, device: jax.Device, precision: str,
-                 mode: str):
+    def __init__(self, written_model: Callable[..., nnx.Module], spec: ModelSpec, hyper: Hyper, data, weights,
+                 device: jax.Device, precision: str, mode: str):
+        """written_model: jax_impl's model builder, called with the precision's LAYER_ARGS."""
         self.hyper, self.device, self.precision, self.mode = hyper, device, precision, mode
         self.canonical_init = weights is not None
         model = written_model(spec, rngs=nnx.Rngs(hyper.seed), **LAYER_ARGS[precision])  # flax's init

@@ -26,8 +26,10 @@ import numpy as np
 import optax
 from flax import nnx
 
-from harness.contract import ImplBase, InputClock
-from harness.spec import EVAL_BATCH, HarnessError, Hyper, ModelSpec
+from harness.measure.contract import ImplBase, InputClock
+from harness.plan.spec import EVAL_BATCH, Hyper, ModelSpec
+from harness.plan.errors import HarnessError
+from impls.jax_equal import EqualTraining
 from impls.widths import widths
 
 
@@ -269,15 +271,13 @@ class JaxImpl(ImplBase):
 
     def build(self, model, hyper, data, weights, device, mode, precision="float32", profile="equal") -> None:
         """The profile's training (model, optimizer, data) on the device."""
-        from impls import jax_equal
-
         self.configure(mode, precision, device, profile)
         self.spec, self.device = model, select_device(device)
         if self.profile == "native":
             self.training = NativeTraining(model, hyper, data, self.device)
         else:
-            self.training = jax_equal.EqualTraining(model, hyper, data, weights, self.device, self.precision,
-                                                    self.mode)
+            self.training = EqualTraining(written_model, model, hyper, data, weights, self.device, self.precision,
+                                          self.mode)
         self.samples_per_epoch = self.training.samples_per_epoch
         self.loss_every = self.training.loss_every
         self.input_clock = self.training.input_clock

@@ -2,22 +2,40 @@
 optimizer written in keras.ops that is the oracle's (torch's) Adam and SGD, and fit on the
 training rows in the harness's batch order; float32 or mixed_bfloat16 set explicitly. A
 StepLosses metric keeps every step's loss (the parity tests compare them step by step).
+
+keras_impl hands EqualFit its written_model, so this module never imports keras_impl; the
+modes' compile options live here, and profile native takes them from here too.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
 import keras
 from keras import ops
 
-from harness.contract import InputClock
-from harness.protocol import check_weights
-from harness.spec import Hyper, ModelSpec
-from impls.keras_impl import compile_options, written_model
+from harness.measure.contract import ImplBase, InputClock
+from harness.measure.protocol import check_weights
+from harness.plan.spec import Hyper, ModelSpec
 
 
+# ---------------------------------------------------------------- compile: the modes
+# Mode fit-jit: steps per compiled execution. On TensorFlow they run in one XLA loop; on jax
+# Keras still calls its jitted step once per batch, but logs and callbacks only once per
+# execution, which saves a host round trip a step; the torch backend refuses more than 1.
+STEPS_PER_EXECUTION = {"tensorflow": 64, "jax": 64, "torch": 1}
+
+
+def compile_options(mode: str) -> dict:
+    """What a mode passes to model.compile: nothing for fit, XLA and several steps for fit-jit."""
+    if mode == "fit":
+        return {}
+    return {"jit_compile": True, "steps_per_execution": STEPS_PER_EXECUTION[keras.backend.backend()]}
+
+
+# ---------------------------------------------------------------- the step losses and the optimizer
 class StepLosses(keras.metrics.Metric):
     """Every step's loss of the epoch, written into a buffer inside the compiled train step.
 
@@ -60,7 +78,7 @@ def one_minus_power(beta: float, step):
 
 
 class TorchFormOptimizer(keras.optimizers.Optimizer):
-    """Adam or momentum SGD exactly as harness.reference.Optimizer (the torch/optax form)."""
+    """Adam or momentum SGD exactly as harness.measure.reference.Optimizer (the torch/optax form)."""
 
     # keras.optimizers.Adam puts eps inside a step-dependent "epsilon hat": its
     # p -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps) is torch's
@@ -105,11 +123,14 @@ class TorchFormOptimizer(keras.optimizers.Optimizer):
         self.assign_sub(variable, lr * m_hat / (ops.sqrt(v_hat) + h.eps))
 
 
+# ---------------------------------------------------------------- profile equal
 class EqualFit:
     """Profile equal: canonical weights, the torch-form optimizer, fit on the rows in the harness's order."""
     loss_every = 1
 
-    def __init__(self, spec: ModelSpec, hyper: Hyper, data, weights, mode: str, precision: str, device: str):
+    def __init__(self, written_model: Callable[[ModelSpec], keras.Model], spec: ModelSpec, hyper: Hyper, data,
+                 weights, mode: str, precision: str, device: str):
+        """written_model: keras_impl's model builder, called once the layout and dtype policy are set."""
         self.hyper, self.precision, self.device = hyper, precision, device
         self.canonical_init = weights is not None
         # The canonical layout and precision, whatever ~/.keras/keras.json says. bf16 is
@@ -138,8 +159,6 @@ class EqualFit:
 
     def run_epochs(self, impl, epochs, order_for, hooks) -> None:
         """The harness's loop: one fit per epoch, on that epoch's rows (ImplBase's default)."""
-        from harness.contract import ImplBase
-
         ImplBase.run_epochs(impl, epochs, order_for, hooks)
 
     def train_epoch(self, order: np.ndarray) -> np.ndarray:
@@ -158,7 +177,7 @@ class EqualFit:
         if self.device != "cpu":
             # Keras has no backend-neutral TF32 switch: the cell's environment decides
             # (NVIDIA_TF32_OVERRIDE, TORCH_ALLOW_TF32_CUBLAS_OVERRIDE, JAX_DEFAULT_MATMUL_PRECISION).
-            out["tf32"] = "set by the environment (harness.launch.cell_env)"
+            out["tf32"] = "set by the environment (harness.run.launch.cell_env)"
         return out
 
     def deviations(self) -> dict[str, str]:

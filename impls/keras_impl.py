@@ -13,7 +13,8 @@ or torch); nothing here calls a backend directly, so the same code runs on all t
 in both profiles: fit is compile's defaults, jit_compile="auto" (jax jits; tensorflow runs
 tf.function graphs, with XLA only on a GPU; torch runs eagerly) and one step per execution;
 fit-jit sets jit_compile=True (XLA on tensorflow and jax, torch.compile on torch) and several
-steps per execution (STEPS_PER_EXECUTION).
+steps per execution (keras_equal.STEPS_PER_EXECUTION; both profiles compile with
+keras_equal.compile_options).
 """
 from __future__ import annotations
 
@@ -24,8 +25,9 @@ import numpy as np
 import keras
 from keras import layers, ops
 
-from harness.contract import ImplBase, InputClock
-from harness.spec import EVAL_BATCH, Hyper, ModelSpec
+from harness.measure.contract import ImplBase, InputClock
+from harness.plan.spec import EVAL_BATCH, Hyper, ModelSpec
+from impls.keras_equal import EqualFit, compile_options
 from impls.widths import widths
 
 
@@ -96,20 +98,6 @@ def written_model(spec: ModelSpec) -> keras.Sequential:
             "mlp": lambda: mlp(shape, *w.hidden, w.classes),
             "mlp30": lambda: small_mlp(shape, *w.hidden, w.classes),
             "cnn": lambda: cnn(shape, *w.filters, w.classes)}[spec.name]()
-
-
-# ---------------------------------------------------------------- compile: the modes
-# Mode fit-jit: steps per compiled execution. On TensorFlow they run in one XLA loop; on jax
-# Keras still calls its jitted step once per batch, but logs and callbacks only once per
-# execution, which saves a host round trip a step; the torch backend refuses more than 1.
-STEPS_PER_EXECUTION = {"tensorflow": 64, "jax": 64, "torch": 1}
-
-
-def compile_options(mode: str) -> dict:
-    """What a mode passes to model.compile: nothing for fit, XLA and several steps for fit-jit."""
-    if mode == "fit":
-        return {}
-    return {"jit_compile": True, "steps_per_execution": STEPS_PER_EXECUTION[keras.backend.backend()]}
 
 
 # ---------------------------------------------------------------- profile native: mnist_convnet.py
@@ -276,15 +264,13 @@ class KerasImpl(ImplBase):
     def build(self, model: ModelSpec, hyper: Hyper, data, weights, device: str, mode: str,
               precision: str = "float32", profile: str = "equal") -> None:
         """Build, initialise and compile the model; keep the training arrays for fit."""
-        from impls.keras_equal import EqualFit
-
         self.configure(mode, precision, device, profile)
         self.spec = model
         keras.backend.clear_session()  # a blank Keras state: nothing left by an earlier model here
         if self.profile == "native":
             self.training = NativeFit(model, hyper, data, self.mode, device)
         else:
-            self.training = EqualFit(model, hyper, data, weights, self.mode, self.precision, device)
+            self.training = EqualFit(written_model, model, hyper, data, weights, self.mode, self.precision, device)
         self.model = self.training.model
         self.samples_per_epoch = self.training.samples_per_epoch
         self.loss_every = self.training.loss_every

@@ -2,27 +2,34 @@
 weights, stepping through the harness's batch order on a training set resident on the device,
 with the optimizer settings that reproduce the float64 oracle step by step. Each mode is a
 class: eager (fused optimizers), compile (torch.compile over the whole step) and cudagraph
-(GPU only: GRAPH_STEPS whole steps per CUDA-graph replay).
+(GPU only: GRAPH_STEPS whole steps per CUDA-graph replay). torch_impl hands each mode its
+written_model, so this module never imports torch_impl.
 
 Canonical layouts cross here too: torch's Linear weight is (out, in), its conv weight OIHW,
 and it flattens NCHW as (c, h, w), so the first dense layer after a conv stack has its rows
-permuted.
+permuted; images cross from the harness's NHWC to torch's NCHW (images_on).
 """
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from harness.contract import InputClock
-from harness.spec import Dense, Flatten, Hyper, ModelSpec
-from impls.torch_impl import images_on, written_model
+from harness.measure.contract import InputClock
+from harness.plan.spec import Dense, Flatten, Hyper, ModelSpec
 
 
 # ---------------------------------------------------------------- canonical <-> torch layouts
+def images_on(device: torch.device, x: np.ndarray) -> torch.Tensor:
+    """NHWC float32 numpy -> contiguous NCHW tensor on the device."""
+    x = torch.tensor(np.asarray(x, np.float32), device=device)  # a copy: x may be read-only
+    return x.permute(0, 3, 1, 2).contiguous()
+
+
 def first_dense_after_flatten(model: ModelSpec) -> str:
     """Name of the Dense layer whose input rows follow the flatten order."""
     names = [(name, layer) for name, layer, _, _ in model.named_layers()]
@@ -104,7 +111,9 @@ class EqualEager:
     """Profile equal, mode eager: the harness's weights and order, data on the device, fused optimizers."""
     loss_every = 1
 
-    def __init__(self, spec: ModelSpec, hyper: Hyper, data, weights, device: torch.device, precision: str):
+    def __init__(self, written_model: Callable[[ModelSpec], nn.Module], spec: ModelSpec, hyper: Hyper, data,
+                 weights, device: torch.device, precision: str):
+        """written_model: torch_impl's model builder, called once the seed is set."""
         self.device, self.precision, self.hyper = device, precision, hyper
         self.samples_per_epoch = len(data.x_train) // hyper.batch_size * hyper.batch_size
         self.input_clock = InputClock()

@@ -19,8 +19,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from harness.contract import ImplBase, InputClock
-from harness.spec import EVAL_BATCH, HarnessError, Hyper, ModelSpec
+from harness.measure.contract import ImplBase, InputClock
+from harness.plan.spec import EVAL_BATCH, Hyper, ModelSpec
+from harness.plan.errors import HarnessError
+from impls.torch_equal import EQUAL_MODES, first_dense_after_flatten, images_on, to_canonical, torch_name
 from impls.widths import widths
 
 
@@ -130,7 +132,7 @@ def mnist_loader(data, batch_size: int, transform, device: torch.device) -> torc
     """torchvision's MNIST over the cell's training set, in the example's DataLoader."""
     from torchvision import datasets
 
-    from harness.data_files import Raw, write_idx_folder
+    from harness.data.formats import Raw, write_idx_folder
 
     if data.spec.normalize:
         raise HarnessError("profile native's torch cells normalise as torchvision's users do "
@@ -238,27 +240,20 @@ class NativeTraining:
 
 
 # ---------------------------------------------------------------- the harness's Impl
-def images_on(device: torch.device, x: np.ndarray) -> torch.Tensor:
-    """NHWC float32 numpy -> contiguous NCHW tensor on the device."""
-    x = torch.tensor(np.asarray(x, np.float32), device=device)  # a copy: x may be read-only
-    return x.permute(0, 3, 1, 2).contiguous()
-
-
 class TorchImpl(ImplBase):
     """The harness's Impl for PyTorch: one training object per profile and mode, evaluated alike."""
     framework = "torch"
 
     def build(self, model, hyper, data, weights, device, mode, precision="float32", profile="equal") -> None:
         """The profile's training (model, optimizer, data) on the device."""
-        from impls.torch_equal import EQUAL_MODES
-
         self.configure(mode, precision, device, profile)
         self.device = self._device(device)
         self.spec = model
         if self.profile == "native":
             self.training = NativeTraining(model, hyper, data, self.device, self.mode)
         else:
-            self.training = EQUAL_MODES[self.mode](model, hyper, data, weights, self.device, self.precision)
+            self.training = EQUAL_MODES[self.mode](written_model, model, hyper, data, weights, self.device,
+                                                   self.precision)
         self.samples_per_epoch = self.training.samples_per_epoch
         self.loss_every = self.training.loss_every
         self.input_clock = self.training.input_clock
@@ -303,8 +298,6 @@ class TorchImpl(ImplBase):
 
     def get_weights(self) -> dict[str, np.ndarray]:
         """Copies of the parameters in canonical names and layouts."""
-        from impls.torch_equal import first_dense_after_flatten, to_canonical, torch_name
-
         state = self.training.model.state_dict()
         flat = (first_dense_after_flatten(self.spec), self.spec.flatten_input_shape())
         return {k: np.array(to_canonical(k, state[torch_name(k)].cpu().numpy(), *flat), dtype=np.float32, order="C")

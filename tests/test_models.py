@@ -1,5 +1,5 @@
-"""The models written out in each framework match harness/spec.py and shrink with it; every impl
-meets the contract (harness/contract.py); profile native runs each framework's own example:
+"""The models written out in each framework match harness/plan/spec.py and shrink with it; every impl
+meets the contract (harness/measure/contract.py); profile native runs each framework's own example:
 its init, its stock optimizer, its input pipeline and its loop.
 
 The framework tests run in each framework's tox env (others are skipped there); the rest need none.
@@ -14,10 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import data, data_files
-from harness.contract import missing_deviations
-from harness.protocol import batch_order, initial_weights
-from harness.spec import MODELS, RECIPE_MODELS, DataSpec, Hyper, model_spec, shrunk
+from harness import data
+
+from harness.data import formats
+from harness.measure.contract import missing_deviations
+from harness.measure.protocol import batch_order, initial_weights
+from harness.plan.spec import MODELS, RECIPE_MODELS, DataSpec, Hyper, model_spec, shrunk
 from impls.records import default_frameworks, framework
 from tests.conftest import DEVICE, FRAMEWORKS, installed
 
@@ -185,7 +187,7 @@ def test_equal_cell_from_its_frameworks_own_init_need_not_declare_init(make_impl
 
 
 class FakeHooks:
-    """What harness.child gives run_epochs: records each call, evaluates inside end(), can stop."""
+    """What harness.measure.child gives run_epochs: records each call, evaluates inside end(), can stop."""
     EVALUATION_S = 1.0  # end() takes this long; no epoch of the tests' 10 steps does
 
     def __init__(self, impl, x_test, stop_after: int):
@@ -382,10 +384,10 @@ def test_keras_native_compiles_the_examples_stock_metrics_only(make_impl, small_
 
 def test_idx_folder_is_the_layout_torchvision_reads_and_round_trips(tmp_path):
     raw = data.load_raw("tiny5x5")
-    root = data_files.write_idx_folder(raw, tmp_path)
-    assert sorted(p.name for p in (root / "MNIST" / "raw").iterdir()) == sorted(data_files.IDX_NAMES.values())
-    back = data_files.read_idx_dir(root / "MNIST" / "raw")
-    for key in data_files.IDX_NAMES:
+    root = formats.write_idx_folder(raw, tmp_path)
+    assert sorted(p.name for p in (root / "MNIST" / "raw").iterdir()) == sorted(formats.IDX_NAMES.values())
+    back = formats.read_idx_dir(root / "MNIST" / "raw")
+    for key in formats.IDX_NAMES:
         np.testing.assert_array_equal(getattr(back, key), getattr(raw, key))
 
 
