@@ -27,8 +27,8 @@ import optax
 from flax import nnx
 
 from harness.measure.contract import ImplBase, InputClock
-from harness.plan.spec import EVAL_BATCH, Hyper, ModelSpec
 from harness.plan.errors import HarnessError
+from harness.plan.spec import EVAL_BATCH, Hyper, ModelSpec
 from impls.jax_equal import EqualTraining
 from impls.widths import widths
 

@@ -10,9 +10,9 @@ import numpy as np
 
 from harness.measure import reference
 from harness.measure.contract import ImplBase
-from harness.plan.spec import EVAL_BATCH
-from harness.plan.errors import HarnessError
 from harness.measure.protocol import initial_weights
+from harness.plan.errors import HarnessError
+from harness.plan.spec import EVAL_BATCH
 
 
 class NumpyImpl(ImplBase):

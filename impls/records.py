@@ -18,8 +18,8 @@ import os
 from dataclasses import dataclass, field
 from importlib import metadata
 
-from harness.plan.spec import PROFILES
 from harness.plan.errors import HarnessError
+from harness.plan.spec import PROFILES
 
 RECORDS_ENV = "FWCOMPARE_FRAMEWORKS"
 IMPLS_ENV = "FWCOMPARE_IMPLS"

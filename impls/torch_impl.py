@@ -20,8 +20,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from harness.measure.contract import ImplBase, InputClock
-from harness.plan.spec import EVAL_BATCH, Hyper, ModelSpec
 from harness.plan.errors import HarnessError
+from harness.plan.spec import EVAL_BATCH, Hyper, ModelSpec
 from impls.torch_equal import EQUAL_MODES, first_dense_after_flatten, images_on, to_canonical, torch_name
 from impls.widths import widths
 

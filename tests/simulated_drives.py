@@ -12,11 +12,10 @@ import math
 
 import numpy as np
 
-from harness.drive import rounds
-
 from harness.analysis import stats
 from harness.analysis.tables import analyse_configurations
 from harness.analysis.trials import Configuration, Trial
+from harness.drive import rounds
 from harness.plan.cell import Cell
 from harness.plan.spec import DataSpec, Hyper
 

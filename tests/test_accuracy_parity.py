@@ -15,8 +15,8 @@ import pytest
 
 from harness.analysis.parity import tolerance
 from harness.measure.results import Result
-from harness.plan.spec import PROFILES
 from harness.measure.store import Store
+from harness.plan.spec import PROFILES
 from impls.records import default_frameworks
 
 RESULTS = os.environ.get("FWCOMPARE_PARITY_DIR")

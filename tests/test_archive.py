@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.plan.files import REPO_ROOT
 from harness.measure.results import Result
 from harness.measure.store import Store
+from harness.plan.files import REPO_ROOT
 
 ARCHIVE = REPO_ROOT / "results" / "cpu-epyc-2c"
 MIN_TRIALS = 3  # the floor; the archive asks harness.drive for 4

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.report import read
-from harness.report.__main__ import main
 from harness.measure.results import parse
 from harness.measure.store import Store
+from harness.report import read
+from harness.report.__main__ import main
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "results"
 GOOD = FIXTURES / "cpu" / "mnist"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.plan.errors import HarnessError
 from harness.report import plots
 from harness.report.__main__ import main as report_main
-from harness.plan.errors import HarnessError
 from tests.helpers import harness_run
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "results"

@@ -7,6 +7,8 @@ import json
 from collections import Counter
 
 from harness.drive import rounds
+from harness.plan.matrix import expand
+from harness.plan.plans import MAIN_JOB, PLANS
 from tests.helpers import TINY, harness_run
 
 TWO = ["--framework", "numpy", "timed", "--dataset", "tiny5x5", "--model", "logistic", "--batch-size", "2",
@@ -63,9 +65,10 @@ def test_the_driver_makes_its_own_trials_and_names_its_environments(tmp_path):
 
 
 def test_the_main_job_defaults_to_the_mlp_in_both_profiles_for_half_an_hour():
-    args = rounds.parser().parse_args(rounds.MAIN_JOB)
-    assert args.model == ["mlp"] and args.budget == 1800 and args.profile is None  # both profiles
-    assert "--epochs" in rounds.MAIN_JOB
+    assert rounds.parser().parse_args([]).budget == 1800
+    cells = expand(MAIN_JOB)
+    assert {c.model for c in cells} == {"mlp"} and {c.profile for c in cells} == {"equal", "native"}
+    assert {c.hyper.epochs for c in cells} == {3} and PLANS["noise"] == (MAIN_JOB,)
 
 
 def test_harness_run_trials_are_separate_processes_at_one_seed(tmp_path):
@@ -76,8 +79,8 @@ def test_harness_run_trials_are_separate_processes_at_one_seed(tmp_path):
 
 
 def test_top_up_rounds_make_up_only_the_trials_that_were_contended(tmp_path):
-    from harness.plan.cell import Cell
     from harness.measure.store import Store
+    from harness.plan.cell import Cell
 
     harness_run(*TWO, "--rounds", "2", out=tmp_path, module="harness.drive")
     lost = sorted(tmp_path.glob("*timed*.json"))[0]

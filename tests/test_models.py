@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from harness import data
-
 from harness.data import formats
 from harness.measure.contract import missing_deviations
 from harness.measure.protocol import batch_order, initial_weights

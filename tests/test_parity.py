@@ -10,13 +10,10 @@ import numpy as np
 import pytest
 
 from harness import data
-
-from harness.measure import protocol
-
-from harness.measure import reference
+from harness.measure import protocol, reference
 from harness.measure.protocol import initial_weights
-from harness.plan.spec import MODELS, Hyper, model_spec
 from harness.plan.errors import HarnessError
+from harness.plan.spec import MODELS, Hyper, model_spec
 from tests.conftest import DEVICE, FRAMEWORK_MODES, FRAMEWORKS, ON_GPU
 
 pytestmark = pytest.mark.framework

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.plan.files import REPO_ROOT
 from harness.analysis.parity import NATIVE_MEAN_GAP, NATIVE_SEED_SD, SEED_SD, seed_spread
+from harness.plan.files import REPO_ROOT
 
 SEED_SPREAD = REPO_ROOT / "results" / "cpu-epyc-2c" / "seed-spread"
 

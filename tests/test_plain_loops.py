@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from harness import data
-
 from harness.measure import loops as loop_records
 from harness.plan.errors import HarnessError
 from harness.plan.loop_plans import H100_REFERENCE, PLANS

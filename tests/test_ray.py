@@ -18,6 +18,7 @@ from harness.run.ray_cluster import SCRATCH_PREFIX, _running, processes_using
 from tests.helpers import FAKES, ROOT, TINY, harness_run, results_in, wait_for
 from tests.test_faults import assert_every_ending_recorded_and_said_once, run_every_ending
 
+
 def results_by_name(out: Path) -> dict[str, dict]:
     return {p.name: json.loads(p.read_text()) for p in out.glob("*.json")}
 

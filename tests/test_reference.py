@@ -5,10 +5,9 @@ import numpy as np
 import pytest
 
 from harness import data
-
 from harness.measure import reference
-from harness.plan.spec import MODELS, model_spec
 from harness.measure.protocol import check_weights, initial_weights
+from harness.plan.spec import MODELS, model_spec
 
 
 def test_parameter_counts_are_designs():

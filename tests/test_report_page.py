@@ -104,10 +104,11 @@ def test_report_never_imports_a_framework(tmp_path):
     assert proc.stdout.strip().endswith("[]"), proc.stderr
 
 
-STAGES = ["read", "summary", "headline", "compare", "render", "document", "readme", "plots", "__main__"]
+STAGES = ["read", "summary", "headline", "compare", "render", "noise", "document", "readme", "plots", "__main__"]
 
 
 def test_stages_import_only_earlier_stages():
+    assert sorted(STAGES) == sorted(p.stem for p in (ROOT / "harness" / "report").glob("*.py") if p.stem != "__init__")
     for i, stage in enumerate(STAGES):
         tree = ast.parse((ROOT / "harness" / "report" / f"{stage}.py").read_text())
         imported = set()

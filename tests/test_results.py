@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from harness.measure import results
+from harness.measure.store import Store, failure_record
 from harness.plan.cell import Cell
 from harness.plan.spec import DataSpec, Hyper
-from harness.measure.store import Store, failure_record
 
 SCHEMAS = Path(__file__).resolve().parent / "fixtures" / "schemas"
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from harness.measure import results
+from harness.plan.plans import PLANS
 from impls.records import default_frameworks, frameworks
 from tests.conftest import installed
 from tests.helpers import ROOT, TINY, ctrl_c_as_a_terminal_sends_it, finished, harness_run
@@ -75,7 +76,7 @@ def test_rerun_skips_finished_cells_unless_forced(tmp_path):
     ("--dataset", "cifar", "valid datasets: mnist, fashion, tiny5x5"),
     ("--precision", "fp8", "valid precisions: float32, tf32, bf16"),
     ("--precision", "tf32", "GPU tensor-core mode; on the CPU run float32 or bf16"),
-    ("--plan", "everything", "valid plans: gpu, cpu-archive, cpu-crossover, cpu-seed-spread, cpu-recipes, gpu-quick"),
+    ("--plan", "everything", f"valid plans: {', '.join(PLANS)}"),
 ])
 def test_unknown_names_give_one_line_listing_the_valid_ones(tmp_path, flag, bad, valid):
     proc = run(flag, bad, out=tmp_path, env={"FWCOMPARE_IMPLS": ""})

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from harness.plan.spec import MODELS, RECIPE_MODELS, SHRUNK_WIDTH, Conv, Dense, shrunk
 from harness.measure.split import probe_lengths, shares, split_epoch
+from harness.plan.spec import MODELS, RECIPE_MODELS, SHRUNK_WIDTH, Conv, Dense, shrunk
 from tests.fake_impls import KnownSplitImpl as Known
 from tests.helpers import harness_run
 

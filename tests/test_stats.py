@@ -15,7 +15,7 @@ import pytest
 
 from harness.analysis import stats
 from harness.analysis.stats import (MIN_TRIALS, Interval, Ratio, accuracy_equivalence, accuracy_summary, more_rounds,
-                           paired_ratio, rate_interval, unpaired_ratio, verdict_kind)
+                                    paired_ratio, rate_interval, unpaired_ratio, verdict_kind)
 
 
 def rounds_of(rng: np.random.Generator, n: int, noise: float, round_noise: float, slowdown: float = 1.0):

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from harness.measure.contract import ImplBase
-from harness.plan.spec import EVAL_BATCH
 from harness.plan.errors import HarnessError
+from harness.plan.spec import EVAL_BATCH
 from impls.records import Framework
 
 RECORD = Framework("toy", "tests.toy_framework:ToyImpl", ("numpy",), modes=("step",), native_modes=("step",),

@@ -19,6 +19,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from harness.measure.results import Result
+from harness.measure.store import Store
 from harness.plan.errors import HarnessError
 
 # seed_spread(results/cpu-epyc-2c/seed-spread): the largest seed-to-seed sd per model, and in
@@ -45,8 +47,6 @@ def seed_spread(folder: Path) -> dict[str, dict[str, dict[str, float]]]:
     """{profile: {model: {"sd": ..., "mean_gap": ...}}} from an archive's seed-spread results: the
     largest sample sd over seeds of any framework's (and Keras backend's) test accuracy, and the
     largest gap between two frameworks' mean accuracies, each rounded up to 4 decimals."""
-    from harness.measure.results import Result
-    from harness.measure.store import Store
 
     def up(value: float) -> float:
         return math.ceil(round(value * 1e4, 6)) / 1e4

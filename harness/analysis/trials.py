@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.analysis import stats
-from harness.plan.cell import Cell
 from harness.measure.results import Result
+from harness.plan.cell import Cell
 
 Block = tuple[str, int]  # (the driver's run id, the round's number): trials of one block met one hour of the machine
 
@@ -30,6 +30,7 @@ class Trial:
     seed: int
     contended: bool | None  # None: not recorded
     infer_s_per_sample: float | None = None  # inference at a large batch, the median of its repeats
+    steady: tuple[float, ...] = ()  # its steady epochs' seconds, in order (epoch_s is their median)
 
     @property
     def seconds_per_sample(self) -> float:
@@ -114,7 +115,7 @@ def trial(result: Result) -> Trial | None:
     infer = getattr(m.infer_samples_per_s, "median", None)
     return Trial(epoch_s, m.samples_per_epoch, (r.drive, r.number) if r else None, result.cell.hyper.seed,
                  None if contention is None else contention.contended,
-                 1 / infer if infer and math.isfinite(infer) and infer > 0 else None)
+                 1 / infer if infer and math.isfinite(infer) and infer > 0 else None, tuple(m.steady_epoch_s))
 
 
 def configurations(results: list[Result]) -> list[Configuration]:

@@ -27,14 +27,20 @@ import sys
 import time
 from pathlib import Path
 
+from harness.drive import rounds
+from harness.drive.rounds import env_pythons as pythons
+from harness.measure.machine import git_info
+from harness.plan.cell import Cell
+from harness.plan.errors import HarnessError
 from harness.plan.files import REPO_ROOT, Tee, write_json_atomic
 from harness.plan.options import Parser
 from harness.plan.plans import ARCHIVES, LOOPS, PLAIN_LOOPS, REPORTED
-from harness.plan.errors import HarnessError
+from harness.plan.spec import DataSpec, Hyper
+from impls.records import frameworks
+
 
 def check_commit(archive: Path, fresh: bool) -> str:
     """The commit this remake runs at; refused where the archive already holds another commit's results."""
-    from harness.measure.machine import git_info
 
     commit, dirty = git_info()
     if dirty:
@@ -55,10 +61,6 @@ def check_commit(archive: Path, fresh: bool) -> str:
 
 def env_pythons() -> list[str]:
     """Each framework environment's interpreter that exists here (tox's), once each."""
-    from harness.plan.cell import Cell
-    from harness.drive.rounds import env_pythons as pythons
-    from harness.plan.spec import DataSpec, Hyper
-    from impls.records import frameworks
 
     cells = [Cell(name, backend, "mlp", record.idiomatic_mode, DataSpec(), Hyper())
              for name, record in frameworks().items() if record.plain_loop_modes
@@ -68,7 +70,6 @@ def env_pythons() -> list[str]:
 
 def remake(kind: str, archive: Path, dry_run: bool) -> int:
     """Run the steps; the number of failed cells."""
-    from harness.drive import rounds
 
     before, after = ARCHIVES[kind]
     total = len(before) + len(after) + 2

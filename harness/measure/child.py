@@ -16,13 +16,17 @@ from typing import Any
 
 import numpy as np
 
-from harness.plan.cell import Cell
-from harness.measure.protocol import evaluate, steady_epochs
-from harness.measure.results import SCHEMA_VERSION, Metrics, Result, build
-from harness.plan.spec import PRECISION_NOTES, Hyper, model_spec
-from harness.plan.errors import HarnessError
+from harness import data as data_mod
+from harness.measure import timing
 from harness.measure.faults import WRITE_FAILED, out_of_memory
+from harness.measure.machine import ContentionMeter, machine_env
+from harness.measure.protocol import batch_order, evaluate, initial_weights, steady_epochs
+from harness.measure.results import SCHEMA_VERSION, Metrics, Result, build
+from harness.measure.split import time_split
 from harness.measure.store import Store, failure_record
+from harness.plan.cell import Cell
+from harness.plan.errors import HarnessError
+from harness.plan.spec import PRECISION_NOTES, Hyper, model_spec
 from impls.records import framework, load_impl
 
 LATENCY_CALLS = 200
@@ -71,7 +75,6 @@ class Training:
         self._prep_s, self._start_ns, self._energy0 = 0.0, None, None
 
     def order_for(self, epoch: int) -> np.ndarray:
-        from harness.measure.protocol import batch_order
 
         start = time.perf_counter()
         order = batch_order(len(self.ds.x_train), self.hyper.batch_size, self.hyper.seed, epoch - 1)
@@ -129,11 +132,6 @@ class Training:
 
 def run_cell(cell: Cell, store: Store, say=print, context: dict | None = None) -> Result:
     """Train and measure one cell in this process; its result (weights written beside it for the report)."""
-    from harness import data as data_mod
-    from harness.measure import timing
-    from harness.measure.machine import ContentionMeter, machine_env
-    from harness.measure.protocol import initial_weights
-    from harness.measure.split import time_split
 
     ds = data_mod.load(cell.data)
     if cell.data_sha256 and ds.sha256 != cell.data_sha256:
@@ -210,7 +208,6 @@ def data_record(ds) -> dict[str, Any]:
 
 def device_metrics(cell: Cell, impl, gpu, curves: dict, steady: list[float]) -> dict[str, Any]:
     """GPU busy time, utilisation, energy and device memory, or why each is not available."""
-    from harness.measure import timing
 
     na = timing.not_available
     busy = [b for b in curves["gpu_busy_s"] if b is not None]

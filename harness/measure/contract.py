@@ -42,8 +42,9 @@ from typing import Any, Callable, Iterable, Iterator, Protocol
 import numpy as np
 
 from harness.measure.timing import timed
-from harness.plan.spec import DEVICES, Hyper, ModelSpec, check_precision
 from harness.plan.errors import HarnessError
+from harness.plan.spec import DEVICES, Hyper, ModelSpec, check_precision
+from impls.records import framework
 
 # The deviations every cell of a profile must declare (harness.measure.child records them; the
 # fairness table shows them). "init" only where the harness's canonical weights were loaded.
@@ -167,7 +168,6 @@ class ImplBase:
 
     def configure(self, mode: str | None, precision: str, device: str, profile: str = "equal") -> None:
         """Check a cell's settings; sets self.mode, self.precision, self.device_kind and self.profile."""
-        from impls.records import framework
 
         record = framework(self.framework)
         if device not in DEVICES:

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from harness.plan.spec import ORDER_STREAM, WEIGHTS_STREAM, ModelSpec
+from harness.measure.reference import cross_entropy
 from harness.plan.errors import HarnessError
-
+from harness.plan.spec import ORDER_STREAM, WEIGHTS_STREAM, ModelSpec
 
 
 def batch_order(n: int, batch_size: int, seed: int, epoch: int) -> np.ndarray:
@@ -64,7 +64,6 @@ def check_weights(model: ModelSpec, weights: dict[str, np.ndarray]) -> None:
 
 def evaluate(impl, x: np.ndarray, y: np.ndarray, num_classes: int) -> dict[str, Any]:
     """Loss, accuracy and per-class accuracy from the impl's logits, computed by the harness."""
-    from harness.measure.reference import cross_entropy
 
     logits = np.asarray(impl.logits(x), np.float64)
     pred = logits.argmax(axis=1)

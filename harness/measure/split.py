@@ -22,7 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from harness.measure.protocol import batch_order
 from harness.measure.timing import timed
+from harness.plan.spec import shrunk
 
 PROBE_STEPS = (50, 250)  # the two runs' lengths, cut to an epoch's steps where it has fewer
 
@@ -38,8 +40,6 @@ def probe(cell, model, hyper, ds, build) -> dict[str, Any]:
 
     build(spec) returns a built impl of the cell's framework, mode and profile for spec.
     """
-    from harness.measure.protocol import batch_order
-    from harness.plan.spec import shrunk
 
     small = shrunk(model)
     impl = build(small)

@@ -20,9 +20,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from harness.measure.machine import machine_env
+from harness.measure.results import (FINAL_STATUSES, SCHEMA_VERSION, Curves, Data, Env, Metrics, Result, SchemaError,
+                                     build, parse, read)
 from harness.plan.cell import Cell
 from harness.plan.files import write_atomic, write_json_atomic
-from harness.measure.results import FINAL_STATUSES, SCHEMA_VERSION, Result, SchemaError, build, parse, read
+from impls.records import framework
 
 SCRATCH = ".scratch"  # per-attempt compiler caches and temporary files
 LOCKS = ".locks"
@@ -222,9 +225,6 @@ class Attempt:
 
 def failure_record(cell: Cell, status: str, message: str, env_extra: dict | None = None) -> Result:
     """A cell that ended without measurements (an error, out of memory, a kill)."""
-    from harness.measure.machine import machine_env
-    from harness.measure.results import Curves, Data, Env, Metrics
-    from impls.records import framework
 
     env = {**machine_env(), "framework_version": framework(cell.framework).versions(cell.backend, cell.profile),
            "keras_backend": cell.backend, "device_name": None, "settings": {}, **(env_extra or {})}

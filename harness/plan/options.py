@@ -8,10 +8,10 @@ import math
 import os
 from pathlib import Path
 
+from harness.plan.errors import HarnessError
 from harness.plan.files import WORKSPACE
 from harness.plan.plans import PLANS, Selection
 from harness.plan.spec import DEVICES, MODELS, PRECISIONS, PROFILES, Hyper
-from harness.plan.errors import HarnessError
 from impls.records import default_backends, default_frameworks, frameworks
 
 # What the main job runs: both questions, the users' code and the equalised code.

@@ -37,6 +37,10 @@ class Selection:
         return {f.name for f in dataclasses.fields(self) if getattr(self, f.name) is not None}
 
 
+# The main job (python -m harness.drive with no option that chooses cells): seed 002's MLP in each
+# framework's idiomatic mode, both profiles, 3 epochs (a compiling first and two steady ones): rounds
+# short enough that a 2-core machine decides its verdicts in about half an hour.
+MAIN_JOB = Selection(model=("mlp",), epochs=3)
 SWEEP_BATCHES = (32, 128, 256, 512, 2048, 8192)  # 256: a second common batch beside seed 002's 32
 # Named sets of matrices, run in this order into one --out folder (the first matters most,
 # so that a run cut short keeps it).
@@ -94,6 +98,9 @@ PLANS: dict[str, tuple[Selection, ...]] = {
     # What fits in ten minutes of an H100 (15 cells took 344 s, most of it process start-up
     # and compilation): the MLP in every Keras-on-jax, torch and jax mode, then the fastest
     # modes on the other models and in TF32 and bf16.
+    # The noise plan: the main job's configurations, each in at least NOISE_ROUNDS processes of their
+    # own, interleaved, for the spread between processes and between epochs (harness.analysis.noise).
+    "noise": (MAIN_JOB,),
     "gpu-quick": (
         Selection(framework=("torch",), mode=("cudagraph", "compile"), model=("mlp",), device=("cuda",)),
         Selection(framework=("jax",), mode=("scan",), model=("mlp",), device=("cuda",)),
@@ -105,6 +112,10 @@ PLANS: dict[str, tuple[Selection, ...]] = {
         Selection(framework=("jax",), mode=("scan",), model=("mlp",), precision=("bf16", "tf32"), device=("cuda",)),
     ),
 }
+
+NOISE_ROUNDS = 8
+# Plans that ask the driver for a fixed number of rounds (--rounds) rather than rounds until decided.
+FIXED_ROUNDS = {"noise": NOISE_ROUNDS}
 
 # A machine's archive: name -> the driver's steps, [(folder, plan, harness.drive options)] before
 # the plain loops and after them.

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from harness.plan.spec import DataSpec, Hyper
 from harness.plan.errors import HarnessError
+from harness.plan.spec import DataSpec, Hyper
 
 
 @dataclass(frozen=True)

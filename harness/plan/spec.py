@@ -14,7 +14,6 @@ from typing import Any, Union
 
 import numpy as np
 
-
 from harness.plan.errors import HarnessError
 
 

@@ -27,16 +27,19 @@ from pathlib import Path
 import pandas as pd
 
 from harness.analysis import stats
+from harness.analysis.noise import spreads as noise_spreads
 from harness.analysis.tables import Analysis, analyse
+from harness.plan.errors import HarnessError, cli_main
+from harness.plan.files import REPORT_DIR, WORKSPACE, write_atomic
+from harness.plan.options import check_out, margin_fraction
 from harness.report import compare as comparing
+from harness.report import noise, plots
 from harness.report.document import compare_document, report_document
 from harness.report.headline import headlines
 from harness.report.read import read_results
+from harness.report.readme import archive_parts, readme_section
 from harness.report.render import markdown, page
 from harness.report.summary import summarise, tables
-from harness.plan.files import REPORT_DIR, WORKSPACE, write_atomic
-from harness.plan.options import check_out, margin_fraction
-from harness.plan.errors import HarnessError, cli_main
 
 
 def write_text(path: Path, text: str) -> Path:
@@ -63,7 +66,6 @@ def analysis_of(cells: pd.DataFrame, margin: float | None) -> Analysis:
 def machine_report(machine: str, df: pd.DataFrame, out_dir: Path, with_html: bool,
                    margin: float | None = None) -> list[str]:
     """One machine's REPORT.md, plots/ and report.html in out_dir: its summary lines, then what was written."""
-    from harness.report import plots  # matplotlib: only when drawing
 
     mine = df[df["machine"] == machine]
     cells, bench = mine[mine["source"] == "harness"], mine[mine["source"] == "pytest-benchmark"]
@@ -71,13 +73,15 @@ def machine_report(machine: str, df: pd.DataFrame, out_dir: Path, with_html: boo
     all_tables = tables(summary, cells)
     analysis = analysis_of(cells, margin)
     heads = headlines(all_tables, analysis)
+    spreads = noise_spreads(list(cells["result"]))
     plot_dir, aside = out_dir / "plots", out_dir / f".plots-{os.getpid()}.tmp"
     try:  # everything is made aside first: an interrupted report leaves the previous one whole
         figures = plots.draw(heads, cells[cells["status"] == "ok"], summary, aside)
-        html = page(report_document(machine, cells, bench, all_tables, heads, summary, figures, analysis)) \
+        figures |= noise.draw(plots.pyplot(), spreads, aside, plots.save)
+        html = page(report_document(machine, cells, bench, all_tables, heads, summary, figures, analysis, spreads)) \
             if with_html else None
         figures = {k: [(caption, plot_dir / path.name) for caption, path in shown] for k, shown in figures.items()}
-        doc = report_document(machine, cells, bench, all_tables, heads, summary, figures, analysis)
+        doc = report_document(machine, cells, bench, all_tables, heads, summary, figures, analysis, spreads)
         text = markdown(doc, out_dir)
         swap_in(aside, plot_dir)
     finally:
@@ -140,7 +144,6 @@ def compare(a: Path, b: Path, out_dir: Path, with_html: bool, margin: float | No
 
 def readme_text(archive: Path, margin: float | None = None) -> str:
     """The README's section for one machine's archive (harness.archive's folder)."""
-    from harness.report.readme import archive_parts, readme_section
 
     folders, loops, spread = archive_parts(archive)
     df = read_results(folders)

@@ -18,8 +18,8 @@ import pandas as pd
 
 from harness.analysis import stats
 from harness.analysis.drift import Drift, changes, drift
-from harness.report.summary import CHOSEN_SETTINGS, column, control_of, field_name, missing, settings_columns, show
 from harness.plan.errors import HarnessError
+from harness.report.summary import CHOSEN_SETTINGS, column, control_of, field_name, missing, settings_columns, show
 
 # A regression (only between two archives of one machine): B trains or infers slower than A
 # by more than the margin after the machine's drift, the whole interval beyond it; or its

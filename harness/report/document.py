@@ -8,15 +8,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.plan.recipes import RECIPES
-from harness.measure.machine import slug
-from harness.report import compare as comparing
-from harness.report.read import model_definitions
+from harness.analysis.noise import Spread
 from harness.analysis.tables import Analysis
+from harness.measure.machine import slug
+from harness.plan.recipes import RECIPES
+from harness.report import compare as comparing
 from harness.report.headline import DEVICE_BOUND, Headline, contenders, framework_tax, native_vs_equal
+from harness.report.noise import noise_section
+from harness.report.read import model_definitions
 from harness.report.render import Document, Grid, Section
-from harness.report.summary import (ACCURACY_TARGET, CHOSEN_SETTINGS, Table, column, fairness, missing,
-                                    shared_machine, show)
+from harness.report.summary import (ACCURACY_TARGET, CHOSEN_SETTINGS, Table, column, fairness, missing, shared_machine,
+                                    show)
 
 Figures = dict[str, list[tuple[str, Path]]]  # section anchor -> (caption, PNG path)
 
@@ -309,10 +311,12 @@ def about_section(cells: pd.DataFrame) -> Section:
 
 
 def report_document(machine: str, cells: pd.DataFrame, bench: pd.DataFrame, tables: list[Table],
-                    heads: list[Headline], summary: pd.DataFrame, figures: Figures, analysis: Analysis) -> Document:
+                    heads: list[Headline], summary: pd.DataFrame, figures: Figures, analysis: Analysis,
+                    spreads: list[Spread] = ()) -> Document:
     """One machine's report: the summary, a section per table, then the per-mode views and the recipes."""
     main = [table_section(t, figures) for t in tables if not t.recipe]
-    later = [native_section(tables), tax_section(tables), models_section(), recipes_section(summary, figures),
+    later = [native_section(tables), tax_section(tables), noise_section(list(spreads), figures), models_section(),
+             recipes_section(summary, figures),
              benchmarks_section(bench), about_section(cells)]
     intro = [f"{len(cells)} result files on {machine} ({machine_text(cells)}). One table per data set, model and "
              "device; one row per framework and mode, its trials (processes) and seeds pooled. Samples/s: the "

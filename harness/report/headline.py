@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from harness.analysis.parity import TOLERANCES
 from harness.analysis.tables import Analysis, Question, idiomatic_mode
 from harness.analysis.verdicts import Verdict, ratio
-from harness.analysis.parity import TOLERANCES
 from harness.report.summary import Table, framework_label, missing, setting
 
 DEVICE_BOUND = 0.8  # GPU utilisation from which a mode waits on the device rather than the host

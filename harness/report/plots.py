@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.report.headline import Headline
-from harness.report.summary import (ACCURACY_TARGET, Table, column, framework_label, mode_rank, row_label,
-                                    setting, show, training_clock)
 from harness.plan.files import write_atomic
+from harness.plan.spec import model_spec
+from harness.report.headline import Headline
+from harness.report.summary import (ACCURACY_TARGET, Table, column, framework_label, mode_rank, row_label, setting,
+                                    show, training_clock)
 
 DPI = 100
 MAX_INCHES = 19  # no side over 1900 px
@@ -267,7 +268,6 @@ def step_losses(plt, cells: pd.DataFrame):
 
 def capacity(plt, summary: pd.DataFrame):
     """Seed 001's question: test accuracy against the number of parameters, per framework and mode."""
-    from harness.plan.spec import model_spec
 
     study = summary[column(summary, "recipe") == "mnist-study"]
     if study.empty:

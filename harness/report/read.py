@@ -21,11 +21,11 @@ from pathlib import Path
 import pandas as pd
 
 from harness.analysis.trials import data_label
-from harness.plan.files import REPO_ROOT
 from harness.measure.machine import slug
 from harness.measure.results import Result, parse
-from harness.plan.errors import HarnessError
 from harness.measure.store import Store
+from harness.plan.errors import HarnessError
+from harness.plan.files import REPO_ROOT
 from impls.records import default_frameworks, framework
 
 EXTRA_FIELDS = ("predictions", "weights_file")  # optional result fields that feed two plots

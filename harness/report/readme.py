@@ -14,10 +14,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.analysis.parity import TOLERANCES, seed_spread
 from harness.analysis.tables import Analysis
+from harness.measure.loops import pair_figures, read_pairs
+from harness.measure.store import Store
+from harness.plan.errors import HarnessError
 from harness.plan.plans import LOOPS, REPORTED, SEED_SPREAD
-from harness.report.document import (SPLIT_PARTS, control_lines, headline_lines, native_ratio, num, rate,
-                                     samples_per_s)
+from harness.plan.recipes import RECIPES
+from harness.report.document import SPLIT_PARTS, control_lines, headline_lines, native_ratio, num, rate, samples_per_s
 from harness.report.headline import Headline, contenders, native_vs_equal
 from harness.report.render import Grid, md_table
 from harness.report.summary import Table, missing
@@ -72,7 +76,6 @@ def native_table(tables: list[Table]) -> Grid | None:
 def loops_table(pairs: dict) -> Grid | None:
     """The plain loops beside their suite cells: plain-loops.json's pairs by cell id, as harness.measure.loops
     reads them (its Pair records)."""
-    from harness.measure.loops import pair_figures
 
     head = ["loop", "suite cell", "loop samples/s", "suite samples/s", "suite ÷ loop", "loop accuracy",
             "suite accuracy"]
@@ -82,7 +85,6 @@ def loops_table(pairs: dict) -> Grid | None:
 
 def spread_table(spread: dict) -> Grid | None:
     """Per model and profile: the seed-to-seed sd, native's gap between means, the bound they give."""
-    from harness.analysis.parity import TOLERANCES
 
     rows = [{"profile": profile, "model": model, "largest seed-to-seed sd": f"{s['sd']:.4f}",
              "largest gap between means": f"{s['mean_gap']:.4f}" if profile == "native" else "—",
@@ -94,7 +96,6 @@ def spread_table(spread: dict) -> Grid | None:
 
 def recipes_table(summary: pd.DataFrame) -> Grid | None:
     """The seeds' recipes: per recipe and model, the seed's published figure and each framework's."""
-    from harness.plan.recipes import RECIPES
 
     if "recipe" not in summary:
         return None
@@ -155,10 +156,6 @@ def readme_section(machine: str, heads: list[Headline], tables: list[Table], ana
 
 def archive_parts(archive: Path) -> tuple[list[Path], dict, dict]:
     """The archive's result folders for the tables, its loop pairs and its seed spread."""
-    from harness.analysis.parity import seed_spread
-    from harness.measure.loops import read_pairs
-    from harness.plan.errors import HarnessError
-    from harness.measure.store import Store
 
     folders = [archive / f for f in REPORTED]
     if not (archive / REPORTED[0]).is_dir():

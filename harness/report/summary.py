@@ -16,6 +16,7 @@ from harness.analysis.tables import CHOSEN_SETTINGS, setting, show
 from harness.analysis.trials import configurations
 from harness.measure.machine import slug
 from harness.measure.results import STATUSES, Result, Spread
+from impls.records import frameworks
 
 TABLE_KEY = ["machine", "table", "model", "device"]
 NAMED = ["framework", "backend", "mode", "twin", "planted_slowdown"]  # a row's label
@@ -71,7 +72,6 @@ def row_label(r) -> str:
 
 def framework_modes(framework: str) -> tuple[str, ...]:
     """A framework's modes, its idiomatic one (the code its users write) first; () if unknown."""
-    from impls.records import frameworks  # framework-free: names and modes only
 
     record = frameworks().get(framework)
     return record.modes if record else ()

@@ -21,9 +21,9 @@ import time
 
 from harness import data
 from harness.measure.store import Store
+from harness.plan.errors import HarnessError, cli_main
 from harness.plan.matrix import expand, plan_cells
 from harness.plan.options import Parser, add_matrix_options, check_out, given_options, refuse_ignored, selection_of
-from harness.plan.errors import HarnessError, cli_main
 from harness.run.executor import FAILED, progress, warn_if_busy
 from harness.run.executors import EXECUTORS, executor
 

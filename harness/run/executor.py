@@ -17,9 +17,10 @@ import contextlib
 import sys
 from typing import Callable, Iterator
 
-from harness.plan.cell import Cell
+from harness.measure.machine import CONTENDED_CORES, busy_now
 from harness.measure.results import FINAL_STATUSES
 from harness.measure.store import Store
+from harness.plan.cell import Cell
 from harness.plan.matrix import missing_packages
 from impls.records import framework
 
@@ -28,7 +29,6 @@ FAILED = ("oom", "killed", "error", "write failed")
 
 def warn_if_busy(say: Callable[[str], None], seconds: float = 0.3) -> float:
     """Say so when other processes already load the machine: what trains now will be contended."""
-    from harness.measure.machine import CONTENDED_CORES, busy_now
 
     busy = busy_now(seconds)
     if busy > CONTENDED_CORES:

@@ -17,10 +17,11 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from harness.plan.cell import Cell
-from harness.plan.files import REPO_ROOT
 from harness.measure.faults import WRITE_FAILED, out_of_memory
 from harness.measure.store import Attempt
+from harness.plan.cell import Cell
+from harness.plan.files import REPO_ROOT
+from impls.records import framework
 
 CGROUP_EVENTS = Path("/sys/fs/cgroup/memory.events")  # cgroup v2: oom_kill counts the OOM killer's kills
 
@@ -28,7 +29,6 @@ CGROUP_EVENTS = Path("/sys/fs/cgroup/memory.events")  # cgroup v2: oom_kill coun
 
 def cell_env(cell: Cell) -> dict[str, str]:
     """Environment pinned before any framework is imported: threads, allocators, backend, precision."""
-    from impls.records import framework
 
     env = dict(os.environ)
     # 0 threads: every core this process may run on (under the Ray executor, those it was given)

@@ -46,20 +46,22 @@ import sys
 import time
 from pathlib import Path
 
-from harness.plan.cell import Cell
-from harness.plan.errors import HarnessError, cli_main
-from harness.plan.files import REPO_ROOT, WORKSPACE
-from harness.plan.loop_plans import EXAMPLE_LOOPS, PLANS, Plan
-from harness.plan.options import Parser, check_choice, check_out, non_negative_int, positive_int
-from harness.plan.plans import Selection
-from harness.plan.spec import DataSpec
+from harness import data
 from harness.measure.loops import RESULT_FILE, LoopRun, Pair, SuiteSide, number, read_pairs, save, table
 from harness.measure.machine import machine_fingerprint, nvidia_gpus
 from harness.measure.results import Machine
 from harness.measure.store import Store
+from harness.plan.cell import Cell
+from harness.plan.errors import HarnessError, cli_main
+from harness.plan.files import REPO_ROOT, WORKSPACE
+from harness.plan.loop_plans import EXAMPLE_LOOPS, PLANS, Plan
+from harness.plan.matrix import expand, missing_packages
+from harness.plan.options import Parser, check_choice, check_out, non_negative_int, positive_int
+from harness.plan.plans import Selection
+from harness.plan.spec import DataSpec
+from harness.run.launch import cell_env, die_with_parent
+from harness.run.local import LocalExecutor
 from impls.records import framework, frameworks
-
-
 
 # The loop mode whose program is the framework's example (impls/plain/<framework>_example.py);
 # every other mode is one of impls/plain/<framework>_mlp.py's.
@@ -132,8 +134,6 @@ def parse_loop(text: str) -> Loop:
 def suite_cells(loops: list[Loop], device: str, epochs: int, threads: int, limit: int) -> dict[Loop, Cell]:
     """Each loop's suite cell, as harness.run expands it (so with the same id): profile equal at
     float32, or profile native at the framework's default precision, one expansion per profile."""
-    from harness import data
-    from harness.plan.matrix import expand
 
     cells = {}
     for profile in dict.fromkeys(loop.profile for loop in loops):
@@ -155,7 +155,6 @@ def suite_cells(loops: list[Loop], device: str, epochs: int, threads: int, limit
 
 def loops_data(given: Path | None, suite_sha256: str) -> Path:
     """The .npz the loops read: --data, else the file the suite's MNIST comes from; its arrays the suite's."""
-    from harness import data
 
     explicit = os.environ.get(data.PATH_ENV["mnist"])
     path = given or (Path(explicit) if explicit else data.cache_file("mnist"))
@@ -180,7 +179,6 @@ def env_python(tox_env: str) -> str:
 # ---------------------------------------------------------------- running a pair
 def run_loop(loop: Loop, cell: Cell, npz: Path, limit: int) -> LoopRun:
     """The plain program in its own process, in the cell's environment: its JSON line, or why none."""
-    from harness.run.launch import cell_env, die_with_parent  # the loop dies with this runner, as a cell does
 
     command = [sys.executable, "-m", loop.program, str(npz), "--mode", loop.mode,
                "--batch-size", str(loop.batch_size), "--epochs", str(cell.hyper.epochs), "--device", cell.device,
@@ -259,8 +257,6 @@ def chosen(args) -> tuple[list[Loop], str, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from harness.run.local import LocalExecutor
-    from harness.plan.matrix import missing_packages
 
     args = parser().parse_args(sys.argv[1:] if argv is None else argv)
     loops, device, epochs = chosen(args)

@@ -20,15 +20,15 @@ import shutil
 import signal
 import sys
 import tempfile
-import time
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
+from harness.measure.store import Store
 from harness.plan.cell import Cell
 from harness.plan.errors import HarnessError
-from harness.measure.store import Store
 from harness.run.executor import Executor
 from harness.run.launch import run_cell_process
 

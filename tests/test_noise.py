@@ -1,0 +1,55 @@
+"""The noise analysis sees what was planted: identical processes are quiet, a bimodal level is a
+spread between processes with quiet epochs inside each, a slow epoch a spread inside its process;
+and the report shows each configuration's spread and a strip plot of every process's epochs."""
+from __future__ import annotations
+
+import numpy as np
+
+from harness.analysis.noise import TARGET_CV, spread
+from harness.analysis.trials import Configuration, Trial
+from harness.plan.cell import Cell
+from harness.plan.spec import DataSpec, Hyper
+from harness.report import noise as shown
+from harness.report.plots import pyplot, save
+
+CELL = Cell("torch", None, "mlp", "eager", DataSpec(), Hyper(), "float32", "cpu", 0, None, "equal")
+
+
+def configuration(levels, slow: dict[int, int] = {}, seed: int = 0, epochs: int = 4) -> Configuration:
+    """A process at each level, its steady epochs within 1% of it; slow: {process: epoch index} made 1.6x."""
+    rng = np.random.default_rng(seed)
+    trials = []
+    for k, level in enumerate(levels):
+        steady = list(level * (1 + 0.01 * rng.standard_normal(epochs)))
+        if k in slow:
+            steady[slow[k]] *= 1.6
+        trials.append(Trial(float(np.median(steady)), 60_000, ("d", k + 1), 0, False, steady=tuple(steady)))
+    return Configuration("key", "m", CELL, tuple(trials), 0)
+
+
+def test_identical_processes_are_quiet():
+    s = spread(configuration([1.0] * 8))
+    assert s.between < 0.02 and s.within < 0.02 and s.slow_epochs == 0 and s.met and s.processes == 8
+
+
+def test_a_bimodal_level_is_a_spread_between_processes_with_quiet_epochs_inside():
+    s = spread(configuration([1.0, 1.5] * 4))
+    assert s.between > 0.2 and s.within < 0.02 and s.slow_epochs == 0 and not s.met
+
+
+def test_a_slow_epoch_is_a_spread_inside_its_process_and_is_counted():
+    s = spread(configuration([1.0] * 8, slow={2: 1, 5: 3}))
+    assert s.slow_epochs == 2 and s.epochs == 32
+    assert s.between < TARGET_CV  # the medians barely move: the slow epochs are not a slow process
+    assert s.within < 0.02  # the median process is quiet; the slow epochs are counted apart
+
+
+def test_the_report_shows_each_spread_and_draws_every_process(tmp_path):
+    spreads = [spread(configuration([1.0] * 8)), spread(configuration([1.0, 1.5] * 4, seed=1))]
+    section = shown.noise_section(spreads, {})
+    rows = section.blocks[1][1].frame
+    assert list(rows["processes"]) == ["8", "8"] and list(rows[f"at or under {TARGET_CV}"]) == ["yes", "no"]
+    figures = shown.draw(pyplot(), spreads, tmp_path, save)
+    (caption, path), = figures[shown.NOISE_ANCHOR]
+    assert path.stat().st_size > 1000 and "every process" in caption
+    assert shown.noise_section([spread(configuration([1.0, 1.0]))], {}) is None  # two processes say nothing
