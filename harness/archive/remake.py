@@ -41,7 +41,6 @@ from impls.records import frameworks
 
 def check_commit(archive: Path, fresh: bool) -> str:
     """The commit this remake runs at; refused where the archive already holds another commit's results."""
-
     commit, dirty = git_info()
     if dirty:
         raise HarnessError("the harness or impls have uncommitted changes: an archive's results must come from one "
@@ -61,7 +60,6 @@ def check_commit(archive: Path, fresh: bool) -> str:
 
 def env_pythons() -> list[str]:
     """Each framework environment's interpreter that exists here (tox's), once each."""
-
     cells = [Cell(name, backend, "mlp", record.idiomatic_mode, DataSpec(), Hyper())
              for name, record in frameworks().items() if record.plain_loop_modes
              for backend in (list(record.backends)[:1] or [None])]
@@ -70,7 +68,6 @@ def env_pythons() -> list[str]:
 
 def remake(kind: str, archive: Path, dry_run: bool) -> int:
     """Run the steps; the number of failed cells."""
-
     before, after = ARCHIVES[kind]
     total = len(before) + len(after) + 2
     failures, start, number = 0, time.time(), 0

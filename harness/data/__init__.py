@@ -153,7 +153,6 @@ def write_cache(name: str, raw: Raw) -> Path | None:
     A cache that cannot be written (read-only, full disk) is a warning: the data are in
     memory, so the run goes on, and the next run reads the source again.
     """
-
     path = cache_file(name)
     try:
         write_atomic(path, lambda f: np.savez(f, **{k: getattr(raw, k) for k in IDX_NAMES}))

@@ -171,7 +171,6 @@ def write_idx_folder(raw: Raw, folder: str | Path) -> Path:
     That is the layout torchvision.datasets.MNIST(folder, download=False) reads: it looks
     for train-images-idx3-ubyte and the rest, unzipped, under <root>/MNIST/raw.
     """
-
     raw_dir = Path(folder) / "MNIST" / "raw"
     for key, name in IDX_NAMES.items():
         array = np.ascontiguousarray(getattr(raw, key), np.uint8)

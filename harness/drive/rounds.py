@@ -250,7 +250,6 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-
     argv = sys.argv[1:] if argv is None else argv
     chosen = given_options(argv)
     args = parser().parse_args(argv)

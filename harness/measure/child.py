@@ -75,7 +75,6 @@ class Training:
         self._prep_s, self._start_ns, self._energy0 = 0.0, None, None
 
     def order_for(self, epoch: int) -> np.ndarray:
-
         start = time.perf_counter()
         order = batch_order(len(self.ds.x_train), self.hyper.batch_size, self.hyper.seed, epoch - 1)
         self._prep_s = time.perf_counter() - start
@@ -132,7 +131,6 @@ class Training:
 
 def run_cell(cell: Cell, store: Store, say=print, context: dict | None = None) -> Result:
     """Train and measure one cell in this process; its result (weights written beside it for the report)."""
-
     ds = data_mod.load(cell.data)
     if cell.data_sha256 and ds.sha256 != cell.data_sha256:
         raise HarnessError(f"{cell.data.name} changed since the run started (SHA-256 {ds.sha256[:12]}, "
@@ -208,7 +206,6 @@ def data_record(ds) -> dict[str, Any]:
 
 def device_metrics(cell: Cell, impl, gpu, curves: dict, steady: list[float]) -> dict[str, Any]:
     """GPU busy time, utilisation, energy and device memory, or why each is not available."""
-
     na = timing.not_available
     busy = [b for b in curves["gpu_busy_s"] if b is not None]
     energy = [e for e in curves["energy_j"][1:] if e is not None]
@@ -231,13 +228,11 @@ def device_metrics(cell: Cell, impl, gpu, curves: dict, steady: list[float]) -> 
 
 def classify(exc: BaseException) -> str:
     """"oom" for an exception in which an allocator says it ran out of memory (faults.OOM_WORDS), else "error"."""
-
     return "oom" if isinstance(exc, MemoryError) or out_of_memory(f"{type(exc).__name__}: {exc}") else "error"
 
 
 def child_main(cell_json: str, root: Path, context_json: str = "{}") -> int:
     """Run a cell and store its result, whatever happens; 0, or WRITE_FAILED if that write failed."""
-
     cell, store, context = Cell.fromdict(json.loads(cell_json)), Store(root), json.loads(context_json)
     extra = {"round": context.get("round")}
     try:

@@ -168,7 +168,6 @@ class ImplBase:
 
     def configure(self, mode: str | None, precision: str, device: str, profile: str = "equal") -> None:
         """Check a cell's settings; sets self.mode, self.precision, self.device_kind and self.profile."""
-
         record = framework(self.framework)
         if device not in DEVICES:
             raise HarnessError(f"unknown device {device!r}; valid devices: {', '.join(DEVICES)}")

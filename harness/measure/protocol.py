@@ -64,7 +64,6 @@ def check_weights(model: ModelSpec, weights: dict[str, np.ndarray]) -> None:
 
 def evaluate(impl, x: np.ndarray, y: np.ndarray, num_classes: int) -> dict[str, Any]:
     """Loss, accuracy and per-class accuracy from the impl's logits, computed by the harness."""
-
     logits = np.asarray(impl.logits(x), np.float64)
     pred = logits.argmax(axis=1)
     per_class = [float((pred[y == c] == c).mean()) if (y == c).any() else None

@@ -40,7 +40,6 @@ def probe(cell, model, hyper, ds, build) -> dict[str, Any]:
 
     build(spec) returns a built impl of the cell's framework, mode and profile for spec.
     """
-
     small = shrunk(model)
     impl = build(small)
     order = batch_order(len(ds.x_train), hyper.batch_size, hyper.seed, 0)

@@ -225,7 +225,6 @@ class Attempt:
 
 def failure_record(cell: Cell, status: str, message: str, env_extra: dict | None = None) -> Result:
     """A cell that ended without measurements (an error, out of memory, a kill)."""
-
     env = {**machine_env(), "framework_version": framework(cell.framework).versions(cell.backend, cell.profile),
            "keras_backend": cell.backend, "device_name": None, "settings": {}, **(env_extra or {})}
     metrics = {name: None for name in Metrics.__dataclass_fields__} | {"steady_epoch_s": []}

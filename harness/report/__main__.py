@@ -66,7 +66,6 @@ def analysis_of(cells: pd.DataFrame, margin: float | None) -> Analysis:
 def machine_report(machine: str, df: pd.DataFrame, out_dir: Path, with_html: bool,
                    margin: float | None = None) -> list[str]:
     """One machine's REPORT.md, plots/ and report.html in out_dir: its summary lines, then what was written."""
-
     mine = df[df["machine"] == machine]
     cells, bench = mine[mine["source"] == "harness"], mine[mine["source"] == "pytest-benchmark"]
     summary = summarise(cells)
@@ -144,7 +143,6 @@ def compare(a: Path, b: Path, out_dir: Path, with_html: bool, margin: float | No
 
 def readme_text(archive: Path, margin: float | None = None) -> str:
     """The README's section for one machine's archive (harness.archive's folder)."""
-
     folders, loops, spread = archive_parts(archive)
     df = read_results(folders)
     cells = df[df["source"] == "harness"]

@@ -268,7 +268,6 @@ def step_losses(plt, cells: pd.DataFrame):
 
 def capacity(plt, summary: pd.DataFrame):
     """Seed 001's question: test accuracy against the number of parameters, per framework and mode."""
-
     study = summary[column(summary, "recipe") == "mnist-study"]
     if study.empty:
         return None

@@ -76,7 +76,6 @@ def native_table(tables: list[Table]) -> Grid | None:
 def loops_table(pairs: dict) -> Grid | None:
     """The plain loops beside their suite cells: plain-loops.json's pairs by cell id, as harness.measure.loops
     reads them (its Pair records)."""
-
     head = ["loop", "suite cell", "loop samples/s", "suite samples/s", "suite ÷ loop", "loop accuracy",
             "suite accuracy"]
     rows = [dict(zip(head, [pair.label, *pair_figures(pair)])) for pair in pairs.values()]
@@ -85,7 +84,6 @@ def loops_table(pairs: dict) -> Grid | None:
 
 def spread_table(spread: dict) -> Grid | None:
     """Per model and profile: the seed-to-seed sd, native's gap between means, the bound they give."""
-
     rows = [{"profile": profile, "model": model, "largest seed-to-seed sd": f"{s['sd']:.4f}",
              "largest gap between means": f"{s['mean_gap']:.4f}" if profile == "native" else "—",
              "parity bound (harness/analysis/parity.py)": num(TOLERANCES.get(profile, {}).get(model), "{:.4f}")}
@@ -96,7 +94,6 @@ def spread_table(spread: dict) -> Grid | None:
 
 def recipes_table(summary: pd.DataFrame) -> Grid | None:
     """The seeds' recipes: per recipe and model, the seed's published figure and each framework's."""
-
     if "recipe" not in summary:
         return None
     rows: dict[tuple, dict] = {}
@@ -156,7 +153,6 @@ def readme_section(machine: str, heads: list[Headline], tables: list[Table], ana
 
 def archive_parts(archive: Path) -> tuple[list[Path], dict, dict]:
     """The archive's result folders for the tables, its loop pairs and its seed spread."""
-
     folders = [archive / f for f in REPORTED]
     if not (archive / REPORTED[0]).is_dir():
         raise HarnessError(f"{archive} is not an archive (python -m harness.archive makes one): it has no "

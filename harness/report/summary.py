@@ -72,7 +72,6 @@ def row_label(r) -> str:
 
 def framework_modes(framework: str) -> tuple[str, ...]:
     """A framework's modes, its idiomatic one (the code its users write) first; () if unknown."""
-
     record = frameworks().get(framework)
     return record.modes if record else ()
 

@@ -29,7 +29,6 @@ FAILED = ("oom", "killed", "error", "write failed")
 
 def warn_if_busy(say: Callable[[str], None], seconds: float = 0.3) -> float:
     """Say so when other processes already load the machine: what trains now will be contended."""
-
     busy = busy_now(seconds)
     if busy > CONTENDED_CORES:
         say(f"warning: other processes are using {busy:.1f} cores of this machine right now; timings taken "

@@ -26,10 +26,8 @@ from impls.records import framework
 CGROUP_EVENTS = Path("/sys/fs/cgroup/memory.events")  # cgroup v2: oom_kill counts the OOM killer's kills
 
 
-
 def cell_env(cell: Cell) -> dict[str, str]:
     """Environment pinned before any framework is imported: threads, allocators, backend, precision."""
-
     env = dict(os.environ)
     # 0 threads: every core this process may run on (under the Ray executor, those it was given)
     threads = cell.threads or len(os.sched_getaffinity(0)) or 1

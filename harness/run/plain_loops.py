@@ -134,7 +134,6 @@ def parse_loop(text: str) -> Loop:
 def suite_cells(loops: list[Loop], device: str, epochs: int, threads: int, limit: int) -> dict[Loop, Cell]:
     """Each loop's suite cell, as harness.run expands it (so with the same id): profile equal at
     float32, or profile native at the framework's default precision, one expansion per profile."""
-
     cells = {}
     for profile in dict.fromkeys(loop.profile for loop in loops):
         group = [loop for loop in loops if loop.profile == profile]
@@ -155,7 +154,6 @@ def suite_cells(loops: list[Loop], device: str, epochs: int, threads: int, limit
 
 def loops_data(given: Path | None, suite_sha256: str) -> Path:
     """The .npz the loops read: --data, else the file the suite's MNIST comes from; its arrays the suite's."""
-
     explicit = os.environ.get(data.PATH_ENV["mnist"])
     path = given or (Path(explicit) if explicit else data.cache_file("mnist"))
     path = path.expanduser().resolve()
@@ -179,7 +177,6 @@ def env_python(tox_env: str) -> str:
 # ---------------------------------------------------------------- running a pair
 def run_loop(loop: Loop, cell: Cell, npz: Path, limit: int) -> LoopRun:
     """The plain program in its own process, in the cell's environment: its JSON line, or why none."""
-
     command = [sys.executable, "-m", loop.program, str(npz), "--mode", loop.mode,
                "--batch-size", str(loop.batch_size), "--epochs", str(cell.hyper.epochs), "--device", cell.device,
                "--seed", str(cell.hyper.seed), "--limit", str(limit)]
@@ -257,7 +254,6 @@ def chosen(args) -> tuple[list[Loop], str, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-
     args = parser().parse_args(sys.argv[1:] if argv is None else argv)
     loops, device, epochs = chosen(args)
     out = check_out(args.out)
