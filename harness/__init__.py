@@ -10,7 +10,8 @@
     archive   a machine's archive remade at one commit: the driver's steps and the report
 
 A cell flows down this list: planned, its data checked, measured into a result file, judged
-with the others, shown. The framework registry (impls.records) belongs to plan; the framework
-modules (impls/<framework>_*.py) to measure, which loads them by name. tests/test_architecture.py
+with the others, shown. The framework modules (impls/<framework>_*.py) stand beside measure: they
+import plan and measure, and the cell's process loads them by the name their record in the
+registry (harness.plan.frameworks) gives; no harness module imports them. tests/test_architecture.py
 reads every import and holds each module to its stage.
 """

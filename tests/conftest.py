@@ -7,7 +7,7 @@ import os
 import pytest
 
 from harness import data
-from impls.records import framework, frameworks, load_impl
+from harness.plan.frameworks import framework, frameworks, load_impl
 
 # the report's fixtures (full, cpu_tables, gpu_tables), for tests/test_report*.py
 pytest_plugins = ["tests.report_fixtures"]

@@ -16,8 +16,8 @@ import pytest
 from harness.analysis.parity import tolerance
 from harness.measure.results import Result
 from harness.measure.store import Store
+from harness.plan.frameworks import default_frameworks
 from harness.plan.spec import PROFILES
-from impls.records import default_frameworks
 
 RESULTS = os.environ.get("FWCOMPARE_PARITY_DIR")
 pytestmark = pytest.mark.skipif(not RESULTS, reason="FWCOMPARE_PARITY_DIR unset (tox -e parity sets it)")

@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CODE = sorted([*ROOT.glob("harness/**/*.py"), *ROOT.glob("impls/**/*.py")])
 # The stages, in the order the data flows and may be imported: a module may import its own stage
 # and those above it, never one below (harness/__init__.py says what each owns). The framework
-# registry is plan's; the framework modules are measure's (the cell's process loads them by name).
+# modules (impls/) count as measure's, and no harness module imports them (the cell's process
+# loads them by the name the registry, harness.plan.frameworks, gives).
 STAGES = ("plan", "data", "measure", "run", "analysis", "report", "drive", "archive")
 
 
@@ -25,8 +26,8 @@ MODULES = {module_name(p) for p in CODE}
 def stage(module: str) -> int:
     """The rank of a module's stage; -1 for the package harness itself."""
     parts = module.split(".")
-    if parts[0] == "impls":
-        return STAGES.index("plan") if module in ("impls.records", "impls.widths") else STAGES.index("measure")
+    if parts[0] == "impls":  # the framework modules: loaded by name in the cell's process
+        return STAGES.index("measure")
     return STAGES.index(parts[1]) if len(parts) > 1 and parts[1] in STAGES else -1
 
 
@@ -82,6 +83,8 @@ def test_no_import_circles_at_any_depth():
 def test_every_module_has_a_stage_and_none_imports_a_later_one():
     assert sorted(m for m in MODULES if stage(m) < 0) == ["harness"]
     assert not climbing(import_graph())
+    graph = import_graph()
+    assert not [m for m in graph if m.startswith("harness") and any(i.startswith("impls") for i in graph[m])]
 
 
 def test_the_checks_see_a_planted_circle_and_a_climbing_import(tmp_path):
@@ -109,10 +112,11 @@ def test_only_the_store_names_a_cells_result_file():
     assert owners == ["harness/measure/store.py"]
 
 
-# Frameworks a harness string may name: only where it says what to run (plans), or in an example of
-# a command line, or a path a framework owns; each such string is listed here, so a new one is seen.
+# Frameworks a harness string may name: only in the registry and where it says what to run (plans),
+# or in an example of a command line, or a path a framework owns; each such string is listed here,
+# so that a new one is seen.
 FRAMEWORK_WORDS = re.compile(r"\b(torch|keras|jax|tensorflow|flax|optax)\b")
-PLANS_OF_FRAMEWORKS = ("harness/plan/plans.py", "harness/plan/loop_plans.py")
+PLANS_OF_FRAMEWORKS = ("harness/plan/frameworks.py", "harness/plan/plans.py", "harness/plan/loop_plans.py")
 NAMED_IN_EXAMPLES = (".keras/datasets/mnist.npz", "--python takes FRAMEWORK=PATH, e.g. torch=",
                      "the interpreter of a framework's environment, e.g. torch=", "Adam in the torch/optax form",
                      "python -m harness.run --framework numpy", "rows with words, e.g. scan",
@@ -129,7 +133,7 @@ def strings_naming_a_framework(path: Path) -> list[str]:
             and id(n) not in docstrings and FRAMEWORK_WORDS.search(n.value)]
 
 
-def test_frameworks_are_named_only_in_their_record_impl_and_plans():
+def test_frameworks_are_named_only_in_the_registry_their_impls_and_the_plans():
     """A fourth framework touches its record, its impl and its tox env: no harness logic names one."""
     strays = {}
     for path in ROOT.glob("harness/**/*.py"):
@@ -150,7 +154,7 @@ def test_no_file_of_the_harness_or_impls_passes_400_lines():
 def test_the_analysis_layer_reads_results_and_never_the_driver_executors_or_report():
     allowed = ("harness.analysis", "harness.measure.results", "harness.measure.store", "harness.plan.cell",
                "harness.plan.errors", "harness.plan.spec",
-               "impls.records")
+               "harness.plan.frameworks")
     for path in sorted(ROOT.glob("harness/analysis/*.py")):
         strays = {m for m in all_imports(path) if not m.startswith(allowed)}
         assert not strays, f"{path.name} imports {strays}"

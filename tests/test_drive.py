@@ -7,8 +7,10 @@ import json
 from collections import Counter
 
 from harness.drive import rounds
+from harness.plan.cell import Cell
 from harness.plan.matrix import expand
 from harness.plan.plans import MAIN_JOB, PLANS
+from harness.run.launch import cell_env
 from tests.helpers import TINY, harness_run
 
 TWO = ["--framework", "numpy", "timed", "--dataset", "tiny5x5", "--model", "logistic", "--batch-size", "2",
@@ -111,3 +113,22 @@ def test_the_time_to_go_counts_the_cells_run_not_the_rounds():
     assert round(seconds_to_go([16.6 * 60 / 24], round_size=58, rounds_left=1) / 60) == 40
     assert seconds_to_go([10.0, 20.0], round_size=6, rounds_left=2) == 180.0
     assert seconds_to_go([], round_size=6, rounds_left=2) == 0.0
+
+
+def test_a_variant_runs_beside_each_configuration_in_the_same_rounds_with_its_environment(tmp_path):
+    """A noise experiment's before/after: each configuration and its copy under the variant's
+    environment, interleaved in the same rounds, the variant recorded in the cell and seen by the child."""
+    proc = harness_run(*TWO, "--rounds", "2", "--no-controls", "--variant", "FWCOMPARE_TEST_VARIANT=on",
+                       out=tmp_path, module="harness.drive")
+    assert proc.returncode == 0, proc.stderr
+    docs = rounds_in(tmp_path)
+    variants = [d for d in docs if d["cell"]["env"]]
+    assert len(docs) == 8 and len(variants) == 4  # numpy and timed, each with and without, 2 rounds
+    assert {tuple(map(tuple, d["cell"]["env"])) for d in variants} == {(("FWCOMPARE_TEST_VARIANT", "on"),)}
+    assert Counter(d["env"]["round"]["number"] for d in variants) == {1: 2, 2: 2}
+    assert all("-env-" in d["cell"]["id"] for d in variants) and not any("-env-" in d["cell"]["id"]
+                                                                         for d in docs if d not in variants)
+    cell = Cell.fromdict(variants[0]["cell"])
+    assert cell_env(cell)["FWCOMPARE_TEST_VARIANT"] == "on"  # what the cell's process is started with
+    bad = harness_run(*TWO, "--variant", "no equals sign", out=tmp_path / "bad", module="harness.drive")
+    assert bad.returncode == 2 and "is not VAR=VALUE" in bad.stderr and not (tmp_path / "bad").exists()

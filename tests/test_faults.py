@@ -20,8 +20,8 @@ from harness import data
 from harness.data import formats
 from harness.measure.faults import out_of_memory
 from harness.plan.files import REPORT_DIR, WORKSPACE
+from harness.plan.frameworks import default_frameworks
 from harness.run.launch import death_status
-from impls.records import default_frameworks
 from tests.fake_oom_impls import OOM_FAKES
 from tests.helpers import FAKES, ROOT, TINY, alive, children, finished, harness_run, one_line, results_in, wait_for
 

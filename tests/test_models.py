@@ -18,8 +18,8 @@ from harness import data
 from harness.data import formats
 from harness.measure.contract import missing_deviations
 from harness.measure.protocol import batch_order, initial_weights
+from harness.plan.frameworks import default_frameworks, framework
 from harness.plan.spec import MODELS, RECIPE_MODELS, DataSpec, Hyper, model_spec, shrunk
-from impls.records import default_frameworks, framework
 from tests.conftest import DEVICE, FRAMEWORKS, installed
 
 IMPLS = Path(__file__).resolve().parent.parent / "impls"

@@ -18,9 +18,9 @@ import pytest
 from harness import data
 from harness.measure import loops as loop_records
 from harness.plan.errors import HarnessError
+from harness.plan.frameworks import framework
 from harness.plan.loop_plans import H100_REFERENCE, PLANS
 from harness.run import plain_loops
-from impls.records import framework
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMIT = 2000

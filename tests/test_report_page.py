@@ -18,8 +18,8 @@ import pytest
 
 from harness.measure import results
 from harness.plan.errors import HarnessError
+from harness.plan.frameworks import default_frameworks
 from harness.report import read
-from impls.records import default_frameworks
 from tests.conftest import FRAMEWORK_LIBRARIES
 from tests.report_fixtures import (CELLS, CHROMIUM, CPU, FIXTURES, GPU, MALFORMED, MAX_PAGE_BYTES, MAX_PLOTS_BYTES,
                                    MAX_SIDE_PX, ROOT, md_table, run_report)

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from harness.measure import results
+from harness.plan.frameworks import default_frameworks, frameworks
 from harness.plan.plans import PLANS
-from impls.records import default_frameworks, frameworks
 from tests.conftest import installed
 from tests.helpers import ROOT, TINY, ctrl_c_as_a_terminal_sends_it, finished, harness_run
 from tests.helpers import results_in as load_all
@@ -158,8 +158,8 @@ def test_a_gpu_cell_traces_only_its_last_epoch_and_times_without_it():
     from harness.measure import child
     from harness.measure.protocol import initial_weights, steady_epochs
     from harness.plan import cell
+    from harness.plan.frameworks import load_impl
     from harness.plan.spec import Hyper, model_spec
-    from impls.records import load_impl
 
     ds = data.load("tiny5x5")
     model, hyper = model_spec("toy25", ds.input_shape, ds.num_classes), Hyper(optimizer="sgd", batch_size=1, epochs=4)

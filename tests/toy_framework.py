@@ -12,8 +12,8 @@ import numpy as np
 
 from harness.measure.contract import ImplBase
 from harness.plan.errors import HarnessError
+from harness.plan.frameworks import Framework
 from harness.plan.spec import EVAL_BATCH
-from impls.records import Framework
 
 RECORD = Framework("toy", "tests.toy_framework:ToyImpl", ("numpy",), modes=("step",), native_modes=("step",),
                    in_default_matrix=False)

@@ -26,7 +26,7 @@ from harness.analysis import stats
 from harness.analysis.trials import Configuration, config_key, configurations
 from harness.analysis.verdicts import Verdict, family, interval_text, ratio_texts, verdict
 from harness.measure.results import Result
-from impls.records import frameworks  # framework-free: names and modes only
+from harness.plan.frameworks import frameworks  # framework-free: names and modes only
 
 PLANTED_SLOWDOWN = 1.25  # the positive control's size: a quarter more time in every epoch
 # The settings a person chooses, by their flat column name (as harness.report's tables name

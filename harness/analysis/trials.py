@@ -59,7 +59,8 @@ class Configuration:
     def label(self) -> str:
         """'torch eager', 'keras[jax] fit': what names a configuration."""
         c = self.cell
-        return f"{c.framework}{f'[{c.backend}]' if c.backend else ''} {c.mode}"
+        variant = "".join(f" {name}={value}" for name, value in c.env)
+        return f"{c.framework}{f'[{c.backend}]' if c.backend else ''} {c.mode}{variant}"
 
     @property
     def times(self) -> list[float]:

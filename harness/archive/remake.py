@@ -33,10 +33,10 @@ from harness.measure.machine import git_info
 from harness.plan.cell import Cell
 from harness.plan.errors import HarnessError
 from harness.plan.files import REPO_ROOT, Tee, write_json_atomic
+from harness.plan.frameworks import frameworks
 from harness.plan.options import Parser
 from harness.plan.plans import ARCHIVES, LOOPS, PLAIN_LOOPS, REPORTED
 from harness.plan.spec import DataSpec, Hyper
-from impls.records import frameworks
 
 
 def check_commit(archive: Path, fresh: bool) -> str:

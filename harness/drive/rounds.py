@@ -44,6 +44,7 @@ from harness.measure.store import Store
 from harness.plan.cell import Cell
 from harness.plan.errors import HarnessError
 from harness.plan.files import REPO_ROOT
+from harness.plan.frameworks import framework, frameworks
 from harness.plan.matrix import expand, plan_cells
 from harness.plan.options import (Parser, add_matrix_options, check_out, given_options, margin_fraction, positive_int,
                                   refuse_ignored, selection_of)
@@ -51,7 +52,6 @@ from harness.plan.plans import FIXED_ROUNDS, MAIN_JOB
 from harness.report.__main__ import main as report_main
 from harness.run.executor import FAILED, warn_if_busy
 from harness.run.executors import executor
-from impls.records import framework, frameworks
 
 DEFAULT_BUDGET = "30m"
 VERDICT_ROUNDS = MIN_PAIRED_ROUNDS  # the first round after which every comparison can be paired
@@ -74,6 +74,14 @@ def parse_budget(text: str) -> float:
     if not math.isfinite(seconds) or seconds <= 0:
         raise argparse.ArgumentTypeError(f"a budget is a positive time like 30m, 2h or 90s, got {text!r}")
     return seconds
+
+
+def variant(text: str) -> tuple[tuple[str, str], ...]:
+    """'A=1,B=x' as (("A", "1"), ("B", "x")): environment variables for a noise experiment's variant."""
+    pairs = [item.partition("=") for item in text.split(",")]
+    if not pairs or any(not name or not sep or not name.replace("_", "").isalnum() for name, sep, _ in pairs):
+        raise argparse.ArgumentTypeError(f"{text!r} is not VAR=VALUE[,VAR=VALUE] (e.g. TF_NUM_INTEROP_THREADS=1)")
+    return tuple((name, value) for name, _, value in pairs)
 
 
 # ---------------------------------------------------------------- the frameworks' interpreters
@@ -242,6 +250,10 @@ def parser() -> argparse.ArgumentParser:
                         f"(default {stats.MARGIN:g}, i.e. {stats.MARGIN:.0%}".replace("%", "%%") + ")")
     p.add_argument("--no-controls", action="store_true",
                    help="no A/A twin and no planted slowdown (the summary then cannot say whether the run could see)")
+    p.add_argument("--variant", nargs="+", default=[], type=variant, metavar="VAR=VALUE[,VAR=VALUE]",
+                   help="a noise experiment: beside each configuration, a copy whose process runs with these "
+                        "environment variables, in the same rounds (e.g. TF_NUM_INTEROP_THREADS=1 or "
+                        "OMP_WAIT_POLICY=passive,KMP_BLOCKTIME=0); one copy per variant given")
     p.add_argument("--python", nargs="+", default=[], metavar="FRAMEWORK=PATH",
                    help="the interpreter of a framework's environment, e.g. torch=~/venvs/torch/bin/python or "
                         "'keras[jax]=...' (default: the tox env's, .tox/<env>/bin/python)")
@@ -269,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
                                               else expand(selection, args.threads)) if c.trial == 0]
     configurations = list({dataclasses.replace(c, hyper=dataclasses.replace(c.hyper, seed=0)).id: c
                            for c in configurations}.values())  # seeds come from the rounds
+    configurations += [dataclasses.replace(c, env=env) for env in args.variant for c in configurations]
     pythons = env_pythons(configurations, given)
     for (name, backend), python in pythons.items():
         print(f"{name}{f'[{backend}]' if backend else ''}: {python}")

@@ -26,8 +26,8 @@ from harness.measure.split import time_split
 from harness.measure.store import Store, failure_record
 from harness.plan.cell import Cell
 from harness.plan.errors import HarnessError
+from harness.plan.frameworks import framework, load_impl
 from harness.plan.spec import PRECISION_NOTES, Hyper, model_spec
-from impls.records import framework, load_impl
 
 LATENCY_CALLS = 200
 INFER_REPEATS = 3

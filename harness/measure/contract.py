@@ -1,7 +1,7 @@
 """The Impl contract: everything the harness asks of a framework module, and the base class
 that checks a cell's settings once.
 
-An impl is the class its framework's record names (impls/records.py: `impl="module:Class"`),
+An impl is the class its framework's record names (harness/plan/frameworks.py: `impl="module:Class"`),
 built with no arguments inside the cell's own process (harness.measure.child), which then calls, in
 this order:
 
@@ -43,8 +43,8 @@ import numpy as np
 
 from harness.measure.timing import timed
 from harness.plan.errors import HarnessError
+from harness.plan.frameworks import framework
 from harness.plan.spec import DEVICES, Hyper, ModelSpec, check_precision
-from impls.records import framework
 
 # The deviations every cell of a profile must declare (harness.measure.child records them; the
 # fairness table shows them). "init" only where the harness's canonical weights were loaded.

@@ -25,7 +25,7 @@ from harness.measure.results import (FINAL_STATUSES, SCHEMA_VERSION, Curves, Dat
                                      build, parse, read)
 from harness.plan.cell import Cell
 from harness.plan.files import write_atomic, write_json_atomic
-from impls.records import framework
+from harness.plan.frameworks import framework
 
 SCRATCH = ".scratch"  # per-attempt compiler caches and temporary files
 LOCKS = ".locks"

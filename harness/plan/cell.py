@@ -1,8 +1,9 @@
 """A cell of the matrix: what one process trains and measures, and its result file's name.
 
 A cell is (framework, Keras backend, model, mode, profile, batch size, seed, dataset and its
-SHA-256, precision, device, threads, recipe, trial, and whether it is a control: the A/A twin or the
-planted slowdown, harness.analysis's negative and positive controls). The
+SHA-256, precision, device, threads, recipe, trial, whether it is a control: the A/A twin or the
+planted slowdown, harness.analysis's negative and positive controls, and any environment variables
+a noise experiment sets for its process). The
 runners (harness.run, harness.drive) make them; the parent side (harness.run.launch) starts one
 process per cell; that process (harness.measure.child) trains it.
 """
@@ -35,6 +36,9 @@ class Cell:
     # The positive control: the configuration with every epoch made this many times longer (the
     # child sleeps the extra share of each epoch's own measured time inside its timer); 1: none.
     planted_slowdown: float = 1.0
+    # Environment variables set for this cell's process beyond the protocol's own (harness.run.launch):
+    # a noise experiment's variant, e.g. (("TF_NUM_INTEROP_THREADS", "1"),); recorded with the cell.
+    env: tuple[tuple[str, str], ...] = ()
 
     @property
     def id(self) -> str:
@@ -42,11 +46,14 @@ class Cell:
         fields = self.asdict()
         if self.planted_slowdown == 1.0:  # a field added later: ids of the cells before it stay as they were
             del fields["planted_slowdown"]
+        if not self.env:  # the same
+            del fields["env"]
         digest = hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]
         fw = f"{self.framework}-{self.backend}" if self.backend else self.framework
         h = self.hyper
         prefix = f"{self.recipe}-" if self.recipe else ""
         twin = "-twin" if self.twin else f"-planted{self.planted_slowdown:g}x" if self.planted_slowdown != 1 else ""
+        twin += "-env" if self.env else ""
         return (f"{prefix}{self.data.name}-{self.model}-{fw}-{self.mode}-{self.profile}-b{h.batch_size}"
                 f"-{h.optimizer}-e{h.epochs}-s{h.seed}-t{self.trial}{twin}-{self.precision}-{self.device}"
                 f"-d{self.data_sha256[:8]}-{digest}")
@@ -75,4 +82,5 @@ class Cell:
         d = {k: v for k, v in d.items() if k != "id"}
         data = dict(d.pop("data"))
         data["classes"] = tuple(data.get("classes", ()))
+        d["env"] = tuple(tuple(pair) for pair in d.get("env", ()))
         return cls(data=DataSpec(**data), hyper=Hyper(**d.pop("hyper")), **d)

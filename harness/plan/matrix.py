@@ -9,12 +9,12 @@ import sys
 
 from harness.plan.cell import Cell
 from harness.plan.errors import HarnessError
+from harness.plan.frameworks import default_backends, default_frameworks, framework, frameworks
 from harness.plan.options import DEFAULT_PROFILES, check_choice
 from harness.plan.plans import PLANS, Selection
 from harness.plan.recipes import recipe
 from harness.plan.spec import (DATASETS, DEVICES, GPU_ONLY_PRECISIONS, MODELS, PRECISIONS, PROFILES, RECIPE_MODELS,
                                DataSpec, Hyper, check_precision)
-from impls.records import default_backends, default_frameworks, framework, frameworks
 
 
 def expand(selection: Selection, threads: int = 0, trials: int = 1) -> list[Cell]:
@@ -75,7 +75,8 @@ def expand(selection: Selection, threads: int = 0, trials: int = 1) -> list[Cell
                 modes, backends_given if record.backends else [None]):
             if dev == "cpu" and prec in GPU_ONLY_PRECISIONS:
                 continue  # asked for beside a GPU device: runs there only
-            hyper = dataclasses.replace(hyper, seed=seed, init=(selection.init or d.init) if profile == "equal" else "native",
+            hyper = dataclasses.replace(hyper, seed=seed,
+                                        init=(selection.init or d.init) if profile == "equal" else "native",
                                         epochs=hyper.epochs if selection.epochs is None else selection.epochs)
             cells.append(Cell(name, backend, model, mode, ds, hyper, prec, dev, threads, selection.recipe, profile,
                               trial=trial))

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from harness.plan.errors import HarnessError
 from harness.plan.files import WORKSPACE
+from harness.plan.frameworks import default_backends, default_frameworks, frameworks
 from harness.plan.plans import PLANS, Selection
 from harness.plan.spec import DEVICES, MODELS, PRECISIONS, PROFILES, Hyper
-from impls.records import default_backends, default_frameworks, frameworks
 
 # What the main job runs: both questions, the users' code and the equalised code.
 DEFAULT_PROFILES = ("equal", "native")

@@ -50,34 +50,46 @@ PLANS: dict[str, tuple[Selection, ...]] = {
     # throughput against batch size. Keras on TensorFlow runs where TensorFlow is installed,
     # and is skipped elsewhere.
     "gpu": (
-        Selection(framework=("torch", "jax", "keras"), backend=("jax", "torch", "tensorflow"), profile=("equal", "native"), device=("cuda",)),
+        Selection(framework=("torch", "jax", "keras"), backend=("jax", "torch", "tensorflow"),
+                  profile=("equal", "native"), device=("cuda",)),
         Selection(framework=("torch",), mode=("eager", "cudagraph"), model=("mlp",), seed=(0, 1, 2), device=("cuda",)),
         Selection(framework=("jax",), mode=("step", "scan"), model=("mlp",), seed=(0, 1, 2), device=("cuda",)),
-        Selection(framework=("keras",), backend=("jax",), mode=("fit", "fit-jit"), model=("mlp",), seed=(0, 1, 2), device=("cuda",)),
+        Selection(framework=("keras",), backend=("jax",), mode=("fit", "fit-jit"), model=("mlp",), seed=(0, 1, 2),
+                  device=("cuda",)),
         Selection(framework=("torch",), mode=("compile", "cudagraph"), device=("cuda",)),
         Selection(framework=("torch",), mode=("compile",), profile=("native",), device=("cuda",)),
         Selection(framework=("jax",), mode=("scan",), device=("cuda",)),
-        Selection(framework=("keras",), backend=("jax", "tensorflow"), mode=("fit-jit",), profile=("equal", "native"), device=("cuda",)),
+        Selection(framework=("keras",), backend=("jax", "tensorflow"), mode=("fit-jit",), profile=("equal", "native"),
+                  device=("cuda",)),
         Selection(framework=("keras",), backend=("torch",), mode=("fit-jit",), model=("mlp",), device=("cuda",)),
-        Selection(framework=("torch",), mode=("eager", "cudagraph"), model=("mlp", "cnn"), precision=("tf32", "bf16"), device=("cuda",)),
-        Selection(framework=("jax",), mode=("step", "scan"), model=("mlp", "cnn"), precision=("tf32", "bf16"), device=("cuda",)),
-        Selection(framework=("keras",), backend=("jax",), mode=("fit-jit",), model=("mlp", "cnn"), precision=("tf32", "bf16"), device=("cuda",)),
-        Selection(framework=("torch",), mode=("eager", "cudagraph"), model=("mlp",), batch_size=SWEEP_BATCHES, device=("cuda",)),
-        Selection(framework=("jax",), mode=("step", "scan"), model=("mlp",), batch_size=SWEEP_BATCHES, device=("cuda",)),
-        Selection(framework=("keras",), backend=("jax",), mode=("fit", "fit-jit"), model=("mlp",), batch_size=SWEEP_BATCHES, device=("cuda",)),
+        Selection(framework=("torch",), mode=("eager", "cudagraph"), model=("mlp", "cnn"), precision=("tf32", "bf16"),
+                  device=("cuda",)),
+        Selection(framework=("jax",), mode=("step", "scan"), model=("mlp", "cnn"), precision=("tf32", "bf16"),
+                  device=("cuda",)),
+        Selection(framework=("keras",), backend=("jax",), mode=("fit-jit",), model=("mlp", "cnn"),
+                  precision=("tf32", "bf16"), device=("cuda",)),
+        Selection(framework=("torch",), mode=("eager", "cudagraph"), model=("mlp",), batch_size=SWEEP_BATCHES,
+                  device=("cuda",)),
+        Selection(framework=("jax",), mode=("step", "scan"), model=("mlp",), batch_size=SWEEP_BATCHES,
+                  device=("cuda",)),
+        Selection(framework=("keras",), backend=("jax",), mode=("fit", "fit-jit"), model=("mlp",),
+                  batch_size=SWEEP_BATCHES, device=("cuda",)),
     ),
     # The CPU archive (results/cpu-epyc-2c/matrix): every model in every framework, mode and Keras
     # backend, both profiles, seed 002's recipe (batch 32, 5 epochs). Through harness.drive, whose
     # A/A twin is the plan's first cell: torch eager's MLP, the main job's twin too.
     "cpu-archive": (
         Selection(framework=("torch",), mode=("eager",), model=("mlp",), profile=("equal",)),
-        Selection(framework=("torch", "jax", "keras"), backend=("tensorflow", "jax", "torch"), mode=("eager", "compile", "step", "scan", "fit", "fit-jit"), profile=("equal", "native")),
+        Selection(framework=("torch", "jax", "keras"), backend=("tensorflow", "jax", "torch"),
+                  mode=("eager", "compile", "step", "scan", "fit", "fit-jit"), profile=("equal", "native")),
     ),
     # The batch-size crossover on the CPU: the MLP in each framework's fastest CPU modes, profile
     # equal, batch 32 to 8192, 5 epochs (batch 32 is the archive matrix's own cell): samples/s and the
     # overhead's share against batch size.
     "cpu-crossover": (
-        Selection(framework=("torch", "jax", "keras"), backend=("tensorflow", "jax"), mode=("eager", "scan", "fit-jit"), model=("mlp",), profile=("equal",), batch_size=(32, 128, 512, 2048, 8192)),
+        Selection(framework=("torch", "jax", "keras"), backend=("tensorflow", "jax"),
+                  mode=("eager", "scan", "fit-jit"), model=("mlp",), profile=("equal",),
+                  batch_size=(32, 128, 512, 2048, 8192)),
     ),
     # The seed spread the parity tolerances come from (harness/analysis/parity.py): CI's configuration,
     # 2 epochs, each framework's idiomatic mode in both profiles; the driver's rounds give the seeds.
@@ -108,7 +120,8 @@ PLANS: dict[str, tuple[Selection, ...]] = {
         Selection(framework=("torch", "jax", "keras"), backend=("jax",), model=("mlp",), device=("cuda",)),
         Selection(framework=("torch",), mode=("cudagraph",), model=("logistic", "cnn"), device=("cuda",)),
         Selection(framework=("jax",), mode=("scan",), model=("logistic", "cnn"), device=("cuda",)),
-        Selection(framework=("torch",), mode=("cudagraph",), model=("mlp",), precision=("bf16", "tf32"), device=("cuda",)),
+        Selection(framework=("torch",), mode=("cudagraph",), model=("mlp",), precision=("bf16", "tf32"),
+                  device=("cuda",)),
         Selection(framework=("jax",), mode=("scan",), model=("mlp",), precision=("bf16", "tf32"), device=("cuda",)),
     ),
 }
@@ -126,4 +139,5 @@ ARCHIVES = {
              ("recipes", ["--plan", "cpu-recipes", "--rounds", "1", "--no-controls"])]),
 }
 PLAIN_LOOPS = {"cpu": ["--plan", "cpu-archive"]}  # harness.run.plain_loops' options (harness.plan.loop_plans)
-REPORTED = ("matrix", "recipes")  # the folders the archive's report reads (the seed spread feeds harness.analysis.parity)
+# The folders the archive's report reads (the seed spread feeds harness.analysis.parity instead).
+REPORTED = ("matrix", "recipes")

@@ -24,6 +24,7 @@ def noise_grid(spreads: list[Spread]) -> Grid:
         "configuration": [f"{s.configuration.cell.model} {s.configuration.label} {s.configuration.cell.profile}"
                           for s in spreads],
         "processes": [str(s.processes) for s in spreads],
+        "samples/s": [f"{s.configuration.speed:,.0f}" for s in spreads],
         "between processes (CV)": [cv_text(s.between) for s in spreads],
         "within a process (CV, median)": [cv_text(s.within) for s in spreads],
         f"slow epochs (> {SLOW_EPOCH}x)": [f"{s.slow_epochs} of {s.epochs}" for s in spreads],

@@ -26,7 +26,7 @@ from harness.measure.results import Result, parse
 from harness.measure.store import Store
 from harness.plan.errors import HarnessError
 from harness.plan.files import REPO_ROOT
-from impls.records import default_frameworks, framework
+from harness.plan.frameworks import default_frameworks, framework
 
 EXTRA_FIELDS = ("predictions", "weights_file")  # optional result fields that feed two plots
 MAKE_RESULTS = "python -m harness.run --framework numpy --model logistic --epochs 2 (or tox -e torch,keras,jax)"

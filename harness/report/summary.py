@@ -6,6 +6,7 @@ the rows (batch size, precision, profile) is a column, one that does not is the 
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 
@@ -16,7 +17,7 @@ from harness.analysis.tables import CHOSEN_SETTINGS, setting, show
 from harness.analysis.trials import configurations
 from harness.measure.machine import slug
 from harness.measure.results import STATUSES, Result, Spread
-from impls.records import frameworks
+from harness.plan.frameworks import frameworks
 
 TABLE_KEY = ["machine", "table", "model", "device"]
 NAMED = ["framework", "backend", "mode", "twin", "planted_slowdown"]  # a row's label
@@ -67,7 +68,8 @@ def row_label(r) -> str:
     planted = r.get("planted_slowdown")
     control = (" (A/A twin)" if r.get("twin") is True else
                f" (planted {planted:g}x)" if not missing(planted) and planted != 1 else "")
-    return f"{framework_label(r)} {r['mode']}" + control
+    env = json.loads(r["env"]) if isinstance(r.get("env"), str) else []  # a noise experiment's variant
+    return f"{framework_label(r)} {r['mode']}" + "".join(f" {name}={value}" for name, value in env) + control
 
 
 def framework_modes(framework: str) -> tuple[str, ...]:

@@ -21,8 +21,8 @@ from harness.measure.machine import CONTENDED_CORES, busy_now
 from harness.measure.results import FINAL_STATUSES
 from harness.measure.store import Store
 from harness.plan.cell import Cell
+from harness.plan.frameworks import framework
 from harness.plan.matrix import missing_packages
-from impls.records import framework
 
 FAILED = ("oom", "killed", "error", "write failed")
 

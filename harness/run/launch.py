@@ -21,7 +21,7 @@ from harness.measure.faults import WRITE_FAILED, out_of_memory
 from harness.measure.store import Attempt
 from harness.plan.cell import Cell
 from harness.plan.files import REPO_ROOT
-from impls.records import framework
+from harness.plan.frameworks import framework
 
 CGROUP_EVENTS = Path("/sys/fs/cgroup/memory.events")  # cgroup v2: oom_kill counts the OOM killer's kills
 
@@ -42,6 +42,7 @@ def cell_env(cell: Cell) -> dict[str, str]:
             env.pop(name, None)
         else:
             env[name] = value
+    env.update(dict(cell.env))  # a noise experiment's variant, last: it may override any of the above
     return env
 
 

@@ -54,6 +54,7 @@ from harness.measure.store import Store
 from harness.plan.cell import Cell
 from harness.plan.errors import HarnessError, cli_main
 from harness.plan.files import REPO_ROOT, WORKSPACE
+from harness.plan.frameworks import framework, frameworks
 from harness.plan.loop_plans import EXAMPLE_LOOPS, PLANS, Plan
 from harness.plan.matrix import expand, missing_packages
 from harness.plan.options import Parser, check_choice, check_out, non_negative_int, positive_int
@@ -61,7 +62,6 @@ from harness.plan.plans import Selection
 from harness.plan.spec import DataSpec
 from harness.run.launch import cell_env, die_with_parent
 from harness.run.local import LocalExecutor
-from impls.records import framework, frameworks
 
 # The loop mode whose program is the framework's example (impls/plain/<framework>_example.py);
 # every other mode is one of impls/plain/<framework>_mlp.py's.
