@@ -79,3 +79,26 @@ class KnownSplitImpl(NumpyImpl):
                 time.sleep(self.INPUT_S)
             time.sleep(self.step_s)
         return np.full(len(order), 1.0)
+
+
+class SlowEpochImpl(NumpyImpl):
+    """Its steady epochs take EPOCH_S each, but epoch 3 takes SLOW times as long, spent as
+    $FWCOMPARE_TEST_SLOW_BY says: "wait" (asleep: wall time, no CPU) or "work" (a busy loop:
+    CPU time as long as the wall). A slow epoch of known cause, for harness.analysis.noise."""
+    framework = "slowepoch"
+    EPOCH_S, SLOW = 0.1, 2.0
+
+    def build(self, *args, **kwargs):
+        self.epochs_run = 0
+        return super().build(*args, **kwargs)
+
+    def train_epoch(self, order):
+        self.epochs_run += 1
+        seconds = self.EPOCH_S * (self.SLOW if self.epochs_run == 3 else 1)
+        if os.environ.get("FWCOMPARE_TEST_SLOW_BY") == "work":
+            end = time.perf_counter() + seconds
+            while time.perf_counter() < end:
+                pass
+        else:
+            time.sleep(seconds)
+        return super().train_epoch(order)

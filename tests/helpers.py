@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Impls that misbehave on purpose (tests/fake_impls.py), plugged in through $FWCOMPARE_IMPLS.
 FAKES = ",".join(f"{name}=tests.fake_impls:{cls}" for name, cls in [
     ("diverging", "DivergingImpl"), ("failing", "FailingImpl"), ("oom", "OomImpl"), ("slow", "SlowImpl"),
-    ("timed", "KnownSplitImpl")])
+    ("timed", "KnownSplitImpl"), ("slowepoch", "SlowEpochImpl")])
 # tiny5x5 with batch 2: five steps an epoch, so a whole cell takes a fraction of a second
 TINY = ["--dataset", "tiny5x5", "--model", "logistic", "--batch-size", "2", "--epochs", "3"]
 

@@ -4,13 +4,16 @@ and the report shows each configuration's spread and a strip plot of every proce
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from harness.analysis.noise import TARGET_CV, spread
+from harness.analysis.noise import TARGET_CV, Noise, slow_epochs, spread
 from harness.analysis.trials import Configuration, Trial
+from harness.measure.store import Store
 from harness.plan.cell import Cell
 from harness.plan.spec import DataSpec, Hyper
 from harness.report import noise as shown
 from harness.report.plots import pyplot, save
+from tests.helpers import harness_run
 
 CELL = Cell("torch", None, "mlp", "eager", DataSpec(), Hyper(), "float32", "cpu", 0, None, "equal")
 
@@ -46,10 +49,26 @@ def test_a_slow_epoch_is_a_spread_inside_its_process_and_is_counted():
 
 def test_the_report_shows_each_spread_and_draws_every_process(tmp_path):
     spreads = [spread(configuration([1.0] * 8)), spread(configuration([1.0, 1.5] * 4, seed=1))]
-    section = shown.noise_section(spreads, {})
+    section = shown.noise_section(Noise(tuple(spreads)), {})
     rows = section.blocks[1][1].frame
     assert list(rows["processes"]) == ["8", "8"] and list(rows[f"at or under {TARGET_CV}"]) == ["yes", "no"]
-    figures = shown.draw(pyplot(), spreads, tmp_path, save)
+    figures = shown.draw(pyplot(), Noise(tuple(spreads)), tmp_path, save)
     (caption, path), = figures[shown.NOISE_ANCHOR]
     assert path.stat().st_size > 1000 and "every process" in caption
-    assert shown.noise_section([spread(configuration([1.0, 1.0]))], {}) is None  # two processes say nothing
+    assert shown.noise_section(Noise((spread(configuration([1.0, 1.0])),)), {}) is None  # two processes say nothing
+
+
+@pytest.mark.parametrize("by", ["wait", "work"])
+def test_a_slow_epoch_says_whether_it_waited_or_worked(tmp_path, by):
+    """tests/fake_impls.py's SlowEpochImpl: epoch 3 of 5 twice as long, asleep or busy; the other
+    steady epochs all alike. Its usage, taken in the cell's own process, tells the two apart."""
+    proc = harness_run("--framework", "slowepoch", "--dataset", "tiny5x5", "--model", "logistic", "--batch-size",
+                       "2", "--epochs", "5", out=tmp_path, env={"FWCOMPARE_TEST_SLOW_BY": by})
+    assert proc.returncode == 0, proc.stderr
+    results = [r for _, r in Store(tmp_path).results()]
+    (slow,) = slow_epochs(results, contended=True)  # whatever else runs beside the test
+    assert slow.epoch == 3 and 1.7 < slow.wall < 2.5
+    if by == "wait":
+        assert slow.cpu < 1.3 and slow.voluntary >= 1  # asleep: no more CPU than a usual epoch
+    else:
+        assert slow.cpu > 1.6  # busy: the CPU time grew with the wall

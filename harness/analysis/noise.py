@@ -58,3 +58,58 @@ def spreads(results: list[Result], min_processes: int = 2) -> list[Spread]:
     """Each configuration's spread, where it has at least min_processes uncontended finished processes;
     the controls aside (the twin is a configuration's copy, the planted slowdown changes epochs on purpose)."""
     return [spread(c) for c in configurations(results) if len(c.trials) >= min_processes and c.control is None]
+
+
+@dataclass(frozen=True)
+class SlowEpoch:
+    """A steady epoch over SLOW_EPOCH x its process's median, each figure as a multiple of that
+    process's median steady epoch's: where the extra wall time went. CPU near the wall's multiple:
+    more work was done; CPU near 1 with more context switches: the process waited (involuntary:
+    the scheduler gave the core to another; voluntary: a thread blocked)."""
+    label: str
+    epoch: int
+    wall: float
+    cpu: float  # user + system CPU seconds of all the process's threads
+    sys: float
+    faults: float  # minor page faults
+    involuntary: float
+    voluntary: float
+
+
+def ratio(value: float, median: float) -> float:
+    return value / median if median else math.nan if not value else math.inf
+
+
+def slow_epochs(results: list[Result], contended: bool = False) -> list[SlowEpoch]:
+    """Every slow steady epoch of the finished results that recorded their epochs' usage; those
+    other processes contended for only if asked (a test's, which knows the cause it planted)."""
+    out = []
+    for r in results:
+        c = r.curves
+        if (r.status != "ok" or r.cell.control is not None or not c.epoch_user_s
+                or (not contended and r.env.contention is not None and r.env.contention.contended)):
+            continue
+        steady = [i for i, e in enumerate(c.epoch) if e > 1 and e != c.profiled_epoch]
+        if len(steady) < 2:
+            continue
+        cpu = [c.epoch_user_s[i] + c.epoch_sys_s[i] for i in range(len(c.epoch))]
+        columns = {"wall": c.epoch_s, "cpu": cpu, "sys": c.epoch_sys_s, "faults": c.epoch_minflt,
+                   "involuntary": c.epoch_nivcsw, "voluntary": c.epoch_nvcsw}
+        medians = {k: float(np.median([v[i] for i in steady])) for k, v in columns.items()}
+        label = Configuration("", "", r.cell.configuration, (), 0).label
+        for i in steady:
+            if c.epoch_s[i] > SLOW_EPOCH * medians["wall"]:
+                out.append(SlowEpoch(f"{r.cell.model} {label} {r.cell.profile}", c.epoch[i],
+                                     **{k: ratio(v[i], medians[k]) for k, v in columns.items()}))
+    return out
+
+
+@dataclass(frozen=True)
+class Noise:
+    """A run's noise: each configuration's spread, and its slow epochs with where their time went."""
+    spreads: tuple[Spread, ...] = ()
+    slow: tuple[SlowEpoch, ...] = ()
+
+
+def noise(results: list[Result]) -> Noise:
+    return Noise(tuple(spreads(results)), tuple(slow_epochs(results)))

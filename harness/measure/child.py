@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -48,6 +49,18 @@ def prediction_sample(x: np.ndarray, y: np.ndarray, pred: np.ndarray) -> dict[st
             "shape": list(images.shape), "images_b64": base64.b64encode(images.tobytes()).decode()}
 
 
+# Where an epoch's wall time went, from getrusage over the process's threads between the epoch's
+# begin and end: CPU seconds (user, and the kernel's on the process's behalf), minor page faults, and
+# context switches (voluntary: a thread waited; involuntary: the scheduler took the core away).
+USAGE = ("epoch_user_s", "epoch_sys_s", "epoch_minflt", "epoch_nvcsw", "epoch_nivcsw")
+
+
+def epoch_usage(before, after) -> dict[str, float]:
+    return {"epoch_user_s": after.ru_utime - before.ru_utime, "epoch_sys_s": after.ru_stime - before.ru_stime,
+            "epoch_minflt": after.ru_minflt - before.ru_minflt, "epoch_nvcsw": after.ru_nvcsw - before.ru_nvcsw,
+            "epoch_nivcsw": after.ru_nivcsw - before.ru_nivcsw}
+
+
 class Training:
     """The harness's side of the epochs (contract.EpochHooks): orders, GPU tracing, evaluation, curves.
 
@@ -61,7 +74,7 @@ class Training:
         self.planted_slowdown = planted_slowdown
         self.curves: dict[str, Any] = {k: [] for k in ("epoch", "train_loss", "test_loss", "test_accuracy",
                                                        "val_accuracy", "epoch_s", "gpu_busy_s", "energy_j",
-                                                       "step_loss", "input_s", "planted_s")}
+                                                       "step_loss", "input_s", "planted_s", *USAGE)}
         steps = len(ds.x_train) // hyper.batch_size
         self.curves["loss_every"] = getattr(impl, "loss_every", 1)
         every = self.curves["loss_every"]
@@ -72,7 +85,7 @@ class Training:
         self.curves["profiled_epoch"] = hyper.epochs if gpu.reason is None and hyper.epochs >= 3 else None
         self.overhead: list[float] = []
         self.status, self.message = "ok", ""
-        self._prep_s, self._start_ns, self._energy0 = 0.0, None, None
+        self._prep_s, self._start_ns, self._energy0, self._usage0 = 0.0, None, None, None
 
     def order_for(self, epoch: int) -> np.ndarray:
         start = time.perf_counter()
@@ -84,8 +97,10 @@ class Training:
         traced = epoch == self.curves["profiled_epoch"]
         self._energy0 = None if traced else self.gpu.energy_mj()
         self._start_ns = self.gpu.start() if traced else None
+        self._usage0 = resource.getrusage(resource.RUSAGE_SELF)
 
     def end(self, epoch: int, seconds: float, losses, input_s: float | None) -> bool:
+        usage = resource.getrusage(resource.RUSAGE_SELF)  # before anything else of end(): the epoch's own
         if self.planted_slowdown != 1.0:  # the positive control: sleep the planted share after the epoch's
             start = time.perf_counter()  # closing sync, and count the sleep as measured into the epoch
             time.sleep((self.planted_slowdown - 1) * seconds)
@@ -104,6 +119,8 @@ class Training:
                            for chunk in np.array_split(losses, range(k, len(losses), k))]
         c["epoch"].append(epoch)
         c["epoch_s"].append(seconds)
+        for key, value in epoch_usage(self._usage0, usage).items():
+            c[key].append(value)
         c["input_s"].append(input_s)
         c["train_loss"].append(float(losses.mean()) if finite else None)
         c["gpu_busy_s"].append(busy)

@@ -111,6 +111,12 @@ class Curves:
     input_s: list[float | None] = field(default_factory=list)  # each epoch's input-pipeline seconds
     loss_every: int = 1  # the impl's loop recorded every k-th step's loss (0: the epoch's mean)
     planted_s: list[float] = field(default_factory=list)  # the positive control's sleep in each epoch (in epoch_s)
+    # each epoch's getrusage deltas (harness.measure.child.USAGE): where a slow epoch's time went
+    epoch_user_s: list[float] = field(default_factory=list)
+    epoch_sys_s: list[float] = field(default_factory=list)
+    epoch_minflt: list[int] = field(default_factory=list)
+    epoch_nvcsw: list[int] = field(default_factory=list)
+    epoch_nivcsw: list[int] = field(default_factory=list)
 
 
 @dataclass

@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.analysis import stats
-from harness.analysis.noise import spreads as noise_spreads
+from harness.analysis.noise import noise as noise_of
 from harness.analysis.tables import Analysis, analyse
 from harness.plan.errors import HarnessError, cli_main
 from harness.plan.files import REPORT_DIR, WORKSPACE, write_atomic
@@ -72,15 +72,15 @@ def machine_report(machine: str, df: pd.DataFrame, out_dir: Path, with_html: boo
     all_tables = tables(summary, cells)
     analysis = analysis_of(cells, margin)
     heads = headlines(all_tables, analysis)
-    spreads = noise_spreads(list(cells["result"]))
+    noise_seen = noise_of(list(cells["result"]))
     plot_dir, aside = out_dir / "plots", out_dir / f".plots-{os.getpid()}.tmp"
     try:  # everything is made aside first: an interrupted report leaves the previous one whole
         figures = plots.draw(heads, cells[cells["status"] == "ok"], summary, aside)
-        figures |= noise.draw(plots.pyplot(), spreads, aside, plots.save)
-        html = page(report_document(machine, cells, bench, all_tables, heads, summary, figures, analysis, spreads)) \
+        figures |= noise.draw(plots.pyplot(), noise_seen, aside, plots.save)
+        html = page(report_document(machine, cells, bench, all_tables, heads, summary, figures, analysis, noise_seen)) \
             if with_html else None
         figures = {k: [(caption, plot_dir / path.name) for caption, path in shown] for k, shown in figures.items()}
-        doc = report_document(machine, cells, bench, all_tables, heads, summary, figures, analysis, spreads)
+        doc = report_document(machine, cells, bench, all_tables, heads, summary, figures, analysis, noise_seen)
         text = markdown(doc, out_dir)
         swap_in(aside, plot_dir)
     finally:

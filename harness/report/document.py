@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.analysis.noise import Spread
+from harness.analysis.noise import Noise
 from harness.analysis.tables import Analysis
 from harness.measure.machine import slug
 from harness.plan.recipes import RECIPES
@@ -312,10 +312,10 @@ def about_section(cells: pd.DataFrame) -> Section:
 
 def report_document(machine: str, cells: pd.DataFrame, bench: pd.DataFrame, tables: list[Table],
                     heads: list[Headline], summary: pd.DataFrame, figures: Figures, analysis: Analysis,
-                    spreads: list[Spread] = ()) -> Document:
+                    noise: Noise = Noise()) -> Document:
     """One machine's report: the summary, a section per table, then the per-mode views and the recipes."""
     main = [table_section(t, figures) for t in tables if not t.recipe]
-    later = [native_section(tables), tax_section(tables), noise_section(list(spreads), figures), models_section(),
+    later = [native_section(tables), tax_section(tables), noise_section(noise, figures), models_section(),
              recipes_section(summary, figures),
              benchmarks_section(bench), about_section(cells)]
     intro = [f"{len(cells)} result files on {machine} ({machine_text(cells)}). One table per data set, model and "

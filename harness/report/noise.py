@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.analysis.noise import SLOW_EPOCH, TARGET_CV, Spread
+from harness.analysis.noise import SLOW_EPOCH, TARGET_CV, Noise, SlowEpoch, Spread
 from harness.report.render import Grid, Section
 
 MIN_PROCESSES = 3  # fewer processes say nothing of a configuration's spread
@@ -31,11 +31,34 @@ def noise_grid(spreads: list[Spread]) -> Grid:
         f"at or under {TARGET_CV}": ["yes" if s.met else "no" for s in spreads]}))
 
 
-def noise_section(spreads: list[Spread], figures: dict) -> Section | None:
-    shown = [s for s in spreads if s.processes >= MIN_PROCESSES]
+def times(value: float) -> str:
+    return "—" if math.isnan(value) else "∞" if math.isinf(value) else f"{value:.2f}"
+
+
+SLOW_ROWS = 30  # the slow epochs listed, the slowest first
+
+
+def slow_grid(slow: list[SlowEpoch]) -> Grid:
+    slow = sorted(slow, key=lambda s: -s.wall)[:SLOW_ROWS]
+    return Grid(pd.DataFrame({
+        "configuration": [s.label for s in slow], "epoch": [str(s.epoch) for s in slow],
+        "wall": [times(s.wall) for s in slow], "CPU (user + sys)": [times(s.cpu) for s in slow],
+        "sys": [times(s.sys) for s in slow], "minor faults": [times(s.faults) for s in slow],
+        "involuntary switches": [times(s.involuntary) for s in slow],
+        "voluntary switches": [times(s.voluntary) for s in slow]}))
+
+
+def noise_section(noise: Noise, figures: dict) -> Section | None:
+    shown = [s for s in noise.spreads if s.processes >= MIN_PROCESSES]
     if not shown:
         return None
     met = sum(s.met for s in shown)
+    slow = [("p", f"Where the slow epochs' time went ({len(noise.slow)} epochs over {SLOW_EPOCH}x their "
+                  "process's median; the slowest listed): each figure as a multiple of the same process's median "
+                  "steady epoch, from getrusage over all its threads. CPU near the wall's multiple: the epoch did "
+                  "more work; CPU near 1 with more switches: it waited (involuntary: the scheduler gave the core "
+                  "to another; voluntary: a thread blocked)."), ("table", slow_grid(list(noise.slow)))] \
+        if noise.slow else []
     return Section("How far apart identical processes land", NOISE_ANCHOR, [
         ("p", "Each configuration's processes ran the same code. Between processes: the coefficient of "
               "variation of their steady-epoch medians, which is what a verdict's rounds must average away "
@@ -43,7 +66,7 @@ def noise_section(spreads: list[Spread], figures: dict) -> Section | None:
               f"CV of each one's steady epochs. A slow epoch took over {SLOW_EPOCH}x its own process's median. "
               f"{met} of {len(shown)} configurations are at or under the target of {TARGET_CV}."),
         ("table", noise_grid(shown)),
-        *[("img", caption, path) for caption, path in figures.get(NOISE_ANCHOR, [])]])
+        *[("img", caption, path) for caption, path in figures.get(NOISE_ANCHOR, [])], *slow])
 
 
 def strip_plot(plt, spreads: list[Spread]):
@@ -73,8 +96,8 @@ def strip_plot(plt, spreads: list[Spread]):
     return fig
 
 
-def draw(plt, spreads: list[Spread], plot_dir: Path, save) -> dict[str, list[tuple[str, Path]]]:
-    fig = strip_plot(plt, spreads)
+def draw(plt, noise: Noise, plot_dir: Path, save) -> dict[str, list[tuple[str, Path]]]:
+    fig = strip_plot(plt, list(noise.spreads))
     if fig is None:
         return {}
     path = plot_dir / "noise-strip.png"
