@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 
 from harness.analysis.parity import NATIVE_MEAN_GAP, NATIVE_SEED_SD, SEED_SD, seed_spread
+from harness.measure.results import Result
+from harness.measure.store import Store
 from harness.plan.files import REPO_ROOT
+from harness.plan.plans import PLANS
 
 SEED_SPREAD = REPO_ROOT / "results" / "cpu-epyc-2c" / "seed-spread"
 
@@ -27,12 +30,10 @@ def test_native_sds_and_mean_gaps_are_the_archives(measured):
 
 
 def test_seed_spread_counts_every_framework_and_five_seeds():
-    from harness.measure.results import Result
-    from harness.measure.store import Store
-
     seeds: dict[tuple, set] = {}
     for _, r in Store(SEED_SPREAD).results():
         if isinstance(r, Result) and r.status == "ok":
             seeds.setdefault((r.cell.profile, r.cell.model, r.cell.framework), set()).add(r.cell.hyper.seed)
     assert {len(s) for s in seeds.values()} == {5}, seeds
-    assert {fw for _, _, fw in seeds} == {"torch", "jax", "keras"}
+    (plan,) = PLANS["cpu-seed-spread"]
+    assert {fw for _, _, fw in seeds} == set(plan.framework)  # every framework the plan names
