@@ -92,7 +92,7 @@ def strip_plot(plt, spreads: list[Spread]):
                                       f"{s.configuration.cell.profile} (CV {cv_text(s.between)})" for s in shown])
     ax.invert_yaxis()
     ax.set_xlabel("steady epoch seconds / the configuration's median process")
-    ax.set_title("Every process's steady epochs (one colour, one band per process)")
+    fig.suptitle("Every process's steady epochs (one colour, one band per process)")
     return fig
 
 
