@@ -128,7 +128,7 @@ def test_a_variant_runs_beside_each_configuration_in_the_same_rounds_with_its_en
     assert Counter(d["env"]["round"]["number"] for d in variants) == {1: 2, 2: 2}
     assert all("-env-" in d["cell"]["id"] for d in variants) and not any("-env-" in d["cell"]["id"]
                                                                          for d in docs if d not in variants)
-    cell = Cell.fromdict(variants[0]["cell"])
+    cell = Cell.fromdict(next(d["cell"] for d in variants if d["cell"]["framework"] == "numpy"))  # registered here
     assert cell_env(cell)["FWCOMPARE_TEST_VARIANT"] == "on"  # what the cell's process is started with
     bad = harness_run(*TWO, "--variant", "no equals sign", out=tmp_path / "bad", module="harness.drive")
     assert bad.returncode == 2 and "is not VAR=VALUE" in bad.stderr and not (tmp_path / "bad").exists()
