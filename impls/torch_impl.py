@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from harness.data.formats import Raw, write_idx_folder
 from harness.measure.contract import ImplBase, InputClock
 from harness.plan.errors import HarnessError
 from harness.plan.spec import EVAL_BATCH, Hyper, ModelSpec
@@ -131,8 +132,6 @@ NATIVE_MODE_DEVIATIONS = {"eager": {}, "compile": {"torch_compile": "torch.compi
 def mnist_loader(data, batch_size: int, transform, device: torch.device) -> torch.utils.data.DataLoader:
     """torchvision's MNIST over the cell's training set, in the example's DataLoader."""
     from torchvision import datasets
-
-    from harness.data.formats import Raw, write_idx_folder
 
     if data.spec.normalize:
         raise HarnessError("profile native's torch cells normalise as torchvision's users do "

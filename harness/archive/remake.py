@@ -37,6 +37,7 @@ from harness.plan.frameworks import frameworks
 from harness.plan.options import Parser
 from harness.plan.plans import ARCHIVES, LOOPS, PLAIN_LOOPS, REPORTED
 from harness.plan.spec import DataSpec, Hyper
+from harness.report.__main__ import main as report_main
 
 
 def check_commit(archive: Path, fresh: bool) -> str:
@@ -99,8 +100,6 @@ def remake(kind: str, archive: Path, dry_run: bool) -> int:
     report = [*(str(archive / f) for f in REPORTED), "--out-dir", str(archive), "--html"]
     header(f"python -m harness.report {' '.join(report)}")
     if not dry_run:
-        from harness.report.__main__ import main as report_main
-
         report_main(report)
     print(f"\narchive {archive} remade in {(time.time() - start) / 3600:.1f} h; {failures} failures")
     return failures
