@@ -3,6 +3,8 @@ spread between processes with quiet epochs inside each, a slow epoch a spread in
 and the report shows each configuration's spread and a strip plot of every process's epochs."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -72,3 +74,7 @@ def test_a_slow_epoch_says_whether_it_waited_or_worked(tmp_path, by):
         assert slow.cpu < 1.3 and slow.voluntary >= 1  # asleep: no more CPU than a usual epoch
     else:
         assert slow.cpu > 1.6  # busy: the CPU time grew with the wall
+    # the machine over the epoch: its own cores, idle, others' and stolen cores add up to every core
+    (result,) = results
+    own = (result.curves.epoch_user_s[2] + result.curves.epoch_sys_s[2]) / result.curves.epoch_s[2]
+    assert abs(own + slow.idle[0] + slow.others[0] + slow.steal[0] - os.cpu_count()) < 0.35

@@ -65,7 +65,12 @@ class SlowEpoch:
     """A steady epoch over SLOW_EPOCH x its process's median, each figure as a multiple of that
     process's median steady epoch's: where the extra wall time went. CPU near the wall's multiple:
     more work was done; CPU near 1 with more context switches: the process waited (involuntary:
-    the scheduler gave the core to another; voluntary: a thread blocked)."""
+    the scheduler gave the core to another; voluntary: a thread blocked).
+
+    Then the whole machine over the same span, in cores (CPU seconds per wall second), the slow
+    epoch's beside its process's median epoch's: idle (cores nobody used: the process's threads
+    slept with the machine free), others (other processes' CPU) and steal (the hypervisor's).
+    NaN where the result predates these records."""
     label: str
     epoch: int
     wall: float
@@ -74,10 +79,23 @@ class SlowEpoch:
     faults: float  # minor page faults
     involuntary: float
     voluntary: float
+    idle: tuple[float, float] = (math.nan, math.nan)  # (this epoch, the process's median epoch)
+    others: tuple[float, float] = (math.nan, math.nan)
+    steal: tuple[float, float] = (math.nan, math.nan)
 
 
 def ratio(value: float, median: float) -> float:
     return value / median if median else math.nan if not value else math.inf
+
+
+def machine_cores(c, cpu: list[float]) -> dict[str, list[float]]:
+    """Each epoch's idle, other processes' and stolen cores (NaN where not recorded)."""
+    if len(c.epoch_machine_busy_s) != len(c.epoch):
+        return {k: [math.nan] * len(c.epoch) for k in ("idle", "others", "steal")}
+    wall = c.epoch_s if not c.planted_s else [w - p for w, p in zip(c.epoch_s, c.planted_s)]
+    return {"idle": [i / w for i, w in zip(c.epoch_machine_idle_s, wall)],
+            "others": [max(0.0, b - own) / w for b, own, w in zip(c.epoch_machine_busy_s, cpu, wall)],
+            "steal": [s / w for s, w in zip(c.epoch_machine_steal_s, wall)]}
 
 
 def slow_epochs(results: list[Result], contended: bool = False) -> list[SlowEpoch]:
@@ -96,11 +114,14 @@ def slow_epochs(results: list[Result], contended: bool = False) -> list[SlowEpoc
         columns = {"wall": c.epoch_s, "cpu": cpu, "sys": c.epoch_sys_s, "faults": c.epoch_minflt,
                    "involuntary": c.epoch_nivcsw, "voluntary": c.epoch_nvcsw}
         medians = {k: float(np.median([v[i] for i in steady])) for k, v in columns.items()}
+        cores = machine_cores(c, cpu)
+        typical = {k: float(np.median([v[i] for i in steady])) for k, v in cores.items()}
         label = Configuration("", "", r.cell.configuration, (), 0).label
         for i in steady:
             if c.epoch_s[i] > SLOW_EPOCH * medians["wall"]:
                 out.append(SlowEpoch(f"{r.cell.model} {label} {r.cell.profile}", c.epoch[i],
-                                     **{k: ratio(v[i], medians[k]) for k, v in columns.items()}))
+                                     **{k: ratio(v[i], medians[k]) for k, v in columns.items()},
+                                     **{k: (v[i], typical[k]) for k, v in cores.items()}))
     return out
 
 

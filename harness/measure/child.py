@@ -20,7 +20,7 @@ import numpy as np
 from harness import data as data_mod
 from harness.measure import timing
 from harness.measure.faults import WRITE_FAILED, out_of_memory
-from harness.measure.machine import ContentionMeter, machine_env
+from harness.measure.machine import ContentionMeter, machine_env, machine_times, thread_waits, waited_s
 from harness.measure.protocol import batch_order, evaluate, initial_weights, steady_epochs
 from harness.measure.results import SCHEMA_VERSION, Metrics, Result, build
 from harness.measure.split import time_split
@@ -51,14 +51,25 @@ def prediction_sample(x: np.ndarray, y: np.ndarray, pred: np.ndarray) -> dict[st
 
 # Where an epoch's wall time went, from getrusage over the process's threads between the epoch's
 # begin and end: CPU seconds (user, and the kernel's on the process's behalf), minor page faults, and
-# context switches (voluntary: a thread waited; involuntary: the scheduler took the core away).
-USAGE = ("epoch_user_s", "epoch_sys_s", "epoch_minflt", "epoch_nvcsw", "epoch_nivcsw")
+# context switches (voluntary: a thread waited; involuntary: the scheduler took the core away); and
+# from /proc/stat, the whole machine's busy, idle and stolen CPU seconds over the same span, summed
+# over its cores: busy beyond the process's own CPU is other processes', idle is cores nobody used;
+# and the seconds the process's threads were ready to run but waited for a core (summed over threads).
+USAGE = ("epoch_user_s", "epoch_sys_s", "epoch_minflt", "epoch_nvcsw", "epoch_nivcsw",
+         "epoch_machine_busy_s", "epoch_machine_idle_s", "epoch_machine_steal_s", "epoch_run_wait_s")
+
+
+def usage_now():
+    return resource.getrusage(resource.RUSAGE_SELF), machine_times(), thread_waits()
 
 
 def epoch_usage(before, after) -> dict[str, float]:
-    return {"epoch_user_s": after.ru_utime - before.ru_utime, "epoch_sys_s": after.ru_stime - before.ru_stime,
-            "epoch_minflt": after.ru_minflt - before.ru_minflt, "epoch_nvcsw": after.ru_nvcsw - before.ru_nvcsw,
-            "epoch_nivcsw": after.ru_nivcsw - before.ru_nivcsw}
+    (u0, (busy0, idle0, steal0), waits0), (u1, (busy1, idle1, steal1), waits1) = before, after
+    return {"epoch_user_s": u1.ru_utime - u0.ru_utime, "epoch_sys_s": u1.ru_stime - u0.ru_stime,
+            "epoch_minflt": u1.ru_minflt - u0.ru_minflt, "epoch_nvcsw": u1.ru_nvcsw - u0.ru_nvcsw,
+            "epoch_nivcsw": u1.ru_nivcsw - u0.ru_nivcsw, "epoch_machine_busy_s": busy1 - busy0,
+            "epoch_machine_idle_s": idle1 - idle0, "epoch_machine_steal_s": steal1 - steal0,
+            "epoch_run_wait_s": waited_s(waits0, waits1)}
 
 
 class Training:
@@ -97,10 +108,10 @@ class Training:
         traced = epoch == self.curves["profiled_epoch"]
         self._energy0 = None if traced else self.gpu.energy_mj()
         self._start_ns = self.gpu.start() if traced else None
-        self._usage0 = resource.getrusage(resource.RUSAGE_SELF)
+        self._usage0 = usage_now()
 
     def end(self, epoch: int, seconds: float, losses, input_s: float | None) -> bool:
-        usage = resource.getrusage(resource.RUSAGE_SELF)  # before anything else of end(): the epoch's own
+        usage = usage_now()  # before anything else of end(): the epoch's own
         if self.planted_slowdown != 1.0:  # the positive control: sleep the planted share after the epoch's
             start = time.perf_counter()  # closing sync, and count the sleep as measured into the epoch
             time.sleep((self.planted_slowdown - 1) * seconds)

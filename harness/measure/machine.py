@@ -127,11 +127,37 @@ def machine_env() -> dict[str, Any]:
 TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 
 
-def machine_cpu_s() -> tuple[float, float]:
-    """(busy, steal) CPU seconds of the whole machine since boot, from /proc/stat."""
+def machine_times() -> tuple[float, float, float]:
+    """(busy, idle, steal) CPU seconds of the whole machine since boot, summed over its cores, from
+    /proc/stat: busy is user, nice, system and interrupts; idle counts waiting for I/O; steal is
+    the time the hypervisor ran something else while one of this VM's cores wanted to run."""
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
-    return (user + nice + system + irq + softirq) * TICK_S, steal * TICK_S
+    user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq) * TICK_S, (idle + iowait) * TICK_S, steal * TICK_S
+
+
+def thread_waits() -> dict[str, int]:
+    """Each of this process's live threads' nanoseconds spent runnable but waiting for a core (the
+    run-queue delay of /proc/self/task/*/schedstat); empty where the kernel does not keep it."""
+    waits = {}
+    for task in Path("/proc/self/task").glob("*"):
+        try:
+            waits[task.name] = int((task / "schedstat").read_text().split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    return waits
+
+
+def waited_s(before: dict[str, int], after: dict[str, int]) -> float:
+    """Seconds the threads waited for a core between two thread_waits(); a thread that ended in
+    between is not counted, one that started is counted from its start."""
+    return sum(ns - before.get(tid, 0) for tid, ns in after.items()) / 1e9
+
+
+def machine_cpu_s() -> tuple[float, float]:
+    """(busy, steal) CPU seconds of the whole machine since boot."""
+    busy, _idle, steal = machine_times()
+    return busy, steal
 
 
 def _descendants(pid: int) -> list[int]:

@@ -117,6 +117,10 @@ class Curves:
     epoch_minflt: list[int] = field(default_factory=list)
     epoch_nvcsw: list[int] = field(default_factory=list)
     epoch_nivcsw: list[int] = field(default_factory=list)
+    epoch_machine_busy_s: list[float] = field(default_factory=list)  # the whole machine's, over all cores
+    epoch_machine_idle_s: list[float] = field(default_factory=list)
+    epoch_machine_steal_s: list[float] = field(default_factory=list)
+    epoch_run_wait_s: list[float] = field(default_factory=list)  # the threads' run-queue waits, summed
 
 
 @dataclass

@@ -35,6 +35,11 @@ def times(value: float) -> str:
     return "—" if math.isnan(value) else "∞" if math.isinf(value) else f"{value:.2f}"
 
 
+def cores_text(pair: tuple[float, float]) -> str:
+    epoch, typical = pair
+    return "—" if math.isnan(epoch) else f"{epoch:.2f} ({typical:.2f})"
+
+
 SLOW_ROWS = 30  # the slow epochs listed, the slowest first
 
 
@@ -45,7 +50,9 @@ def slow_grid(slow: list[SlowEpoch]) -> Grid:
         "wall": [times(s.wall) for s in slow], "CPU (user + sys)": [times(s.cpu) for s in slow],
         "sys": [times(s.sys) for s in slow], "minor faults": [times(s.faults) for s in slow],
         "involuntary switches": [times(s.involuntary) for s in slow],
-        "voluntary switches": [times(s.voluntary) for s in slow]}))
+        "voluntary switches": [times(s.voluntary) for s in slow],
+        **{f"{name} cores (process median)": [cores_text(getattr(s, key)) for s in slow]
+           for key, name in (("idle", "idle"), ("others", "others'"), ("steal", "stolen"))}}))
 
 
 def noise_section(noise: Noise, figures: dict) -> Section | None:
@@ -57,7 +64,10 @@ def noise_section(noise: Noise, figures: dict) -> Section | None:
                   "process's median; the slowest listed): each figure as a multiple of the same process's median "
                   "steady epoch, from getrusage over all its threads. CPU near the wall's multiple: the epoch did "
                   "more work; CPU near 1 with more switches: it waited (involuntary: the scheduler gave the core "
-                  "to another; voluntary: a thread blocked)."), ("table", slow_grid(list(noise.slow)))] \
+                  "to another; voluntary: a thread blocked). Then the whole machine over the epoch, in cores, "
+                  "beside the process's median epoch: idle (nobody used them: the process's threads slept with "
+                  "the machine free), others' (other processes ran) and stolen (the hypervisor ran something "
+                  "else)."), ("table", slow_grid(list(noise.slow)))] \
         if noise.slow else []
     return Section("How far apart identical processes land", NOISE_ANCHOR, [
         ("p", "Each configuration's processes ran the same code. Between processes: the coefficient of "
