@@ -1,6 +1,7 @@
 """Impls that misbehave on purpose, plugged in through $FWCOMPARE_IMPLS by the runner tests."""
 from __future__ import annotations
 
+import gc
 import os
 import time
 from pathlib import Path
@@ -83,8 +84,9 @@ class KnownSplitImpl(NumpyImpl):
 
 class SlowEpochImpl(NumpyImpl):
     """Its steady epochs take EPOCH_S each, but epoch 3 takes SLOW times as long, spent as
-    $FWCOMPARE_TEST_SLOW_BY says: "wait" (asleep: wall time, no CPU) or "work" (a busy loop:
-    CPU time as long as the wall). A slow epoch of known cause, for harness.analysis.noise."""
+    $FWCOMPARE_TEST_SLOW_BY says: "wait" (asleep: wall time, no CPU), "work" (a busy loop:
+    CPU time as long as the wall) or "gc" (Python's garbage collector, run again and again).
+    A slow epoch of known cause, for harness.analysis.noise."""
     framework = "slowepoch"
     EPOCH_S, SLOW = 0.1, 2.0
 
@@ -95,10 +97,16 @@ class SlowEpochImpl(NumpyImpl):
     def train_epoch(self, order):
         self.epochs_run += 1
         seconds = self.EPOCH_S * (self.SLOW if self.epochs_run == 3 else 1)
-        if os.environ.get("FWCOMPARE_TEST_SLOW_BY") == "work":
+        by = os.environ.get("FWCOMPARE_TEST_SLOW_BY")
+        if by in ("work", "gc"):
             end = time.perf_counter() + seconds
             while time.perf_counter() < end:
-                pass
+                if by == "gc":  # Python's collector, made to run again and again on cyclic garbage
+                    cycles = [[] for _ in range(1000)]
+                    for a, b in zip(cycles, cycles[1:] + cycles[:1]):
+                        a.append(b)
+                    del cycles, a, b
+                    gc.collect()
         else:
             time.sleep(seconds)
         return super().train_epoch(order)

@@ -60,10 +60,11 @@ def test_the_report_shows_each_spread_and_draws_every_process(tmp_path):
     assert shown.noise_section(Noise((spread(configuration([1.0, 1.0])),)), {}) is None  # two processes say nothing
 
 
-@pytest.mark.parametrize("by", ["wait", "work"])
+@pytest.mark.parametrize("by", ["wait", "work", "gc"])
 def test_a_slow_epoch_says_whether_it_waited_or_worked(tmp_path, by):
-    """tests/fake_impls.py's SlowEpochImpl: epoch 3 of 5 twice as long, asleep or busy; the other
-    steady epochs all alike. Its usage, taken in the cell's own process, tells the two apart."""
+    """tests/fake_impls.py's SlowEpochImpl: epoch 3 of 5 twice as long, asleep, busy or collecting
+    garbage; the other steady epochs all alike. Its usage, taken in the cell's own process, tells
+    the three apart, and names the thread that did the extra work."""
     proc = harness_run("--framework", "slowepoch", "--dataset", "tiny5x5", "--model", "logistic", "--batch-size",
                        "2", "--epochs", "5", out=tmp_path, env={"FWCOMPARE_TEST_SLOW_BY": by})
     assert proc.returncode == 0, proc.stderr
@@ -74,6 +75,11 @@ def test_a_slow_epoch_says_whether_it_waited_or_worked(tmp_path, by):
         assert slow.cpu < 1.3 and slow.voluntary >= 1  # asleep: no more CPU than a usual epoch
     else:
         assert slow.cpu > 1.6  # busy: the CPU time grew with the wall
+    # Python's collector: over half of the slow epoch's extra 0.1 s when it was made of collections
+    assert (slow.gc[0] > 0.05) == (by == "gc") and slow.gc[1] < 0.01
+    if by != "wait":
+        busiest = slow.threads[0]  # the impl's busy loop runs on the process's main thread
+        assert busiest.name == "main" and busiest.cpu[0] > 1.6 * busiest.cpu[1]
     # the machine over the epoch: its own cores, idle, others' and stolen cores add up to every core
     (result,) = results
     own = (result.curves.epoch_user_s[2] + result.curves.epoch_sys_s[2]) / result.curves.epoch_s[2]

@@ -82,6 +82,39 @@ class SlowEpoch:
     idle: tuple[float, float] = (math.nan, math.nan)  # (this epoch, the process's median epoch)
     others: tuple[float, float] = (math.nan, math.nan)
     steal: tuple[float, float] = (math.nan, math.nan)
+    wait: tuple[float, float] = (math.nan, math.nan)  # cores' worth of the threads' run-queue waits
+    threads: tuple[ThreadShare, ...] = ()  # the busiest threads, busiest first
+    gc: tuple[float, float] = (math.nan, math.nan)  # seconds Python's garbage collector ran
+
+
+@dataclass(frozen=True)
+class ThreadShare:
+    """One thread in a slow epoch: its CPU seconds and run-queue waits, this epoch's beside its
+    median over the process's steady epochs (0 in an epoch it did not live through)."""
+    name: str
+    cpu: tuple[float, float]
+    wait: tuple[float, float]
+
+
+BUSIEST = 4  # the threads shown per slow epoch
+
+
+def gc_seconds(c, steady: list[int], i: int) -> tuple[float, float]:
+    if len(c.epoch_gc_s) != len(c.epoch):
+        return math.nan, math.nan
+    return c.epoch_gc_s[i], float(np.median([c.epoch_gc_s[j] for j in steady]))
+
+
+def thread_shares(c, steady: list[int], i: int) -> tuple[ThreadShare, ...]:
+    if len(c.epoch_threads) != len(c.epoch):
+        return ()
+    by_epoch = [{t.tid: t for t in c.epoch_threads[j]} for j in range(len(c.epoch))]
+    shares = []
+    for t in c.epoch_threads[i][:BUSIEST]:
+        cpu = [by_epoch[j][t.tid].cpu_s if t.tid in by_epoch[j] else 0.0 for j in steady]
+        wait = [by_epoch[j][t.tid].wait_s if t.tid in by_epoch[j] else 0.0 for j in steady]
+        shares.append(ThreadShare(t.name, (t.cpu_s, float(np.median(cpu))), (t.wait_s, float(np.median(wait)))))
+    return tuple(shares)
 
 
 def ratio(value: float, median: float) -> float:
@@ -91,9 +124,11 @@ def ratio(value: float, median: float) -> float:
 def machine_cores(c, cpu: list[float]) -> dict[str, list[float]]:
     """Each epoch's idle, other processes' and stolen cores (NaN where not recorded)."""
     if len(c.epoch_machine_busy_s) != len(c.epoch):
-        return {k: [math.nan] * len(c.epoch) for k in ("idle", "others", "steal")}
+        return {k: [math.nan] * len(c.epoch) for k in ("idle", "others", "steal", "wait")}
     wall = c.epoch_s if not c.planted_s else [w - p for w, p in zip(c.epoch_s, c.planted_s)]
+    waits = c.epoch_run_wait_s if len(c.epoch_run_wait_s) == len(c.epoch) else [math.nan] * len(c.epoch)
     return {"idle": [i / w for i, w in zip(c.epoch_machine_idle_s, wall)],
+            "wait": [s / w for s, w in zip(waits, wall)],
             "others": [max(0.0, b - own) / w for b, own, w in zip(c.epoch_machine_busy_s, cpu, wall)],
             "steal": [s / w for s, w in zip(c.epoch_machine_steal_s, wall)]}
 
@@ -121,7 +156,8 @@ def slow_epochs(results: list[Result], contended: bool = False) -> list[SlowEpoc
             if c.epoch_s[i] > SLOW_EPOCH * medians["wall"]:
                 out.append(SlowEpoch(f"{r.cell.model} {label} {r.cell.profile}", c.epoch[i],
                                      **{k: ratio(v[i], medians[k]) for k, v in columns.items()},
-                                     **{k: (v[i], typical[k]) for k, v in cores.items()}))
+                                     **{k: (v[i], typical[k]) for k, v in cores.items()},
+                                     threads=thread_shares(c, steady, i), gc=gc_seconds(c, steady, i)))
     return out
 
 

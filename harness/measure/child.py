@@ -20,7 +20,8 @@ import numpy as np
 from harness import data as data_mod
 from harness.measure import timing
 from harness.measure.faults import WRITE_FAILED, out_of_memory
-from harness.measure.machine import ContentionMeter, machine_env, machine_times, thread_waits, waited_s
+from harness.measure.machine import (ContentionMeter, GcClock, machine_env, machine_times, thread_deltas,
+                                     thread_times)
 from harness.measure.protocol import batch_order, evaluate, initial_weights, steady_epochs
 from harness.measure.results import SCHEMA_VERSION, Metrics, Result, build
 from harness.measure.split import time_split
@@ -54,22 +55,32 @@ def prediction_sample(x: np.ndarray, y: np.ndarray, pred: np.ndarray) -> dict[st
 # context switches (voluntary: a thread waited; involuntary: the scheduler took the core away); and
 # from /proc/stat, the whole machine's busy, idle and stolen CPU seconds over the same span, summed
 # over its cores: busy beyond the process's own CPU is other processes', idle is cores nobody used;
-# and the seconds the process's threads were ready to run but waited for a core (summed over threads).
+# and the seconds the process's threads were ready to run but waited for a core (summed over threads);
+# each thread's own CPU and waits, for the threads that ran or waited THREAD_SHARE of the epoch; and
+# the seconds Python's garbage collector ran.
 USAGE = ("epoch_user_s", "epoch_sys_s", "epoch_minflt", "epoch_nvcsw", "epoch_nivcsw",
-         "epoch_machine_busy_s", "epoch_machine_idle_s", "epoch_machine_steal_s", "epoch_run_wait_s")
+         "epoch_machine_busy_s", "epoch_machine_idle_s", "epoch_machine_steal_s", "epoch_run_wait_s",
+         "epoch_threads", "epoch_gc_s")
+THREAD_SHARE = 0.02
 
 
-def usage_now():
-    return resource.getrusage(resource.RUSAGE_SELF), machine_times(), thread_waits()
+def usage_now(gc_clock: GcClock):
+    return (time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF), machine_times(), thread_times(),
+            gc_clock.seconds)
 
 
-def epoch_usage(before, after) -> dict[str, float]:
-    (u0, (busy0, idle0, steal0), waits0), (u1, (busy1, idle1, steal1), waits1) = before, after
+def epoch_usage(before, after) -> dict[str, Any]:
+    (t0, u0, (busy0, idle0, steal0), threads0, gc0), (t1, u1, (busy1, idle1, steal1), threads1, gc1) = before, after
+    threads = thread_deltas(threads0, threads1)
+    shown = sorted(((tid, t) for tid, t in threads.items() if t.cpu_s + t.wait_s >= THREAD_SHARE * (t1 - t0)),
+                   key=lambda item: -item[1].cpu_s)
     return {"epoch_user_s": u1.ru_utime - u0.ru_utime, "epoch_sys_s": u1.ru_stime - u0.ru_stime,
             "epoch_minflt": u1.ru_minflt - u0.ru_minflt, "epoch_nvcsw": u1.ru_nvcsw - u0.ru_nvcsw,
             "epoch_nivcsw": u1.ru_nivcsw - u0.ru_nivcsw, "epoch_machine_busy_s": busy1 - busy0,
             "epoch_machine_idle_s": idle1 - idle0, "epoch_machine_steal_s": steal1 - steal0,
-            "epoch_run_wait_s": waited_s(waits0, waits1)}
+            "epoch_run_wait_s": sum(t.wait_s for t in threads.values()),
+            "epoch_threads": [{"tid": tid, "name": t.name, "cpu_s": t.cpu_s, "wait_s": t.wait_s} for tid, t in shown],
+            "epoch_gc_s": gc1 - gc0}
 
 
 class Training:
@@ -97,6 +108,7 @@ class Training:
         self.overhead: list[float] = []
         self.status, self.message = "ok", ""
         self._prep_s, self._start_ns, self._energy0, self._usage0 = 0.0, None, None, None
+        self.gc_clock = GcClock()  # installed around the epochs by run_cell
 
     def order_for(self, epoch: int) -> np.ndarray:
         start = time.perf_counter()
@@ -108,10 +120,10 @@ class Training:
         traced = epoch == self.curves["profiled_epoch"]
         self._energy0 = None if traced else self.gpu.energy_mj()
         self._start_ns = self.gpu.start() if traced else None
-        self._usage0 = usage_now()
+        self._usage0 = usage_now(self.gc_clock)
 
     def end(self, epoch: int, seconds: float, losses, input_s: float | None) -> bool:
-        usage = usage_now()  # before anything else of end(): the epoch's own
+        usage = usage_now(self.gc_clock)  # before anything else of end(): the epoch's own
         if self.planted_slowdown != 1.0:  # the positive control: sleep the planted share after the epoch's
             start = time.perf_counter()  # closing sync, and count the sleep as measured into the epoch
             time.sleep((self.planted_slowdown - 1) * seconds)
@@ -177,7 +189,8 @@ def run_cell(cell: Cell, store: Store, say=print, context: dict | None = None) -
     build_s, impl = timing.timed(lambda: build_impl(model), lambda: None)
     training = Training(impl, ds, h, gpu, say, cell.planted_slowdown)
     meter = ContentionMeter().start()
-    impl.run_epochs(h.epochs, training.order_for, training)
+    with training.gc_clock:
+        impl.run_epochs(h.epochs, training.order_for, training)
     contention = meter.stop(gpu=cell.device != "cpu")
     curves, status = training.curves, training.status
     steady = steady_epochs(curves) if status == "ok" else []

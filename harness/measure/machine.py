@@ -2,6 +2,7 @@
 commit and sources, and the CPU time other processes took while a cell trained (contention)."""
 from __future__ import annotations
 
+import gc
 import os
 import platform
 import resource
@@ -9,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -136,22 +138,58 @@ def machine_times() -> tuple[float, float, float]:
     return (user + nice + system + irq + softirq) * TICK_S, (idle + iowait) * TICK_S, steal * TICK_S
 
 
-def thread_waits() -> dict[str, int]:
-    """Each of this process's live threads' nanoseconds spent runnable but waiting for a core (the
-    run-queue delay of /proc/self/task/*/schedstat); empty where the kernel does not keep it."""
-    waits = {}
+@dataclass(frozen=True)
+class ThreadTimes:
+    name: str  # the thread's name as the kernel has it ("main" for the process's first thread)
+    cpu_s: float  # user + system seconds it ran
+    wait_s: float  # seconds it was ready to run but waited for a core (the run-queue delay)
+
+
+def thread_times() -> dict[int, ThreadTimes]:
+    """This process's live threads, by thread id, from /proc/self/task: CPU from stat, run-queue
+    waits from schedstat (0 where the kernel does not keep them)."""
+    threads = {}
     for task in Path("/proc/self/task").glob("*"):
         try:
-            waits[task.name] = int((task / "schedstat").read_text().split()[1])
+            tid, stat = int(task.name), (task / "stat").read_text()
+            fields = stat.rsplit(")", 1)[1].split()
+            name = "main" if tid == os.getpid() else stat[stat.index("(") + 1:stat.rindex(")")]
+            waits = (task / "schedstat").read_text().split()
+            threads[tid] = ThreadTimes(name, (int(fields[11]) + int(fields[12])) * TICK_S,
+                                       int(waits[1]) / 1e9 if len(waits) > 1 else 0.0)
         except (OSError, ValueError, IndexError):
             continue
-    return waits
+    return threads
 
 
-def waited_s(before: dict[str, int], after: dict[str, int]) -> float:
-    """Seconds the threads waited for a core between two thread_waits(); a thread that ended in
-    between is not counted, one that started is counted from its start."""
-    return sum(ns - before.get(tid, 0) for tid, ns in after.items()) / 1e9
+def thread_deltas(before: dict[int, ThreadTimes], after: dict[int, ThreadTimes]) -> dict[int, ThreadTimes]:
+    """Each thread's CPU and waits between two thread_times(); a thread that ended in between is
+    not counted, one that started is counted from its start."""
+    zero = ThreadTimes("", 0.0, 0.0)
+    return {tid: ThreadTimes(t.name, t.cpu_s - before.get(tid, zero).cpu_s, t.wait_s - before.get(tid, zero).wait_s)
+            for tid, t in after.items()}
+
+
+class GcClock:
+    """Seconds Python's garbage collector ran in this process while the clock was installed
+    (`with clock:`), from gc.callbacks' start and stop of each collection."""
+
+    def __init__(self):
+        self.seconds, self._start = 0.0, None
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        elif self._start is not None:
+            self.seconds += time.perf_counter() - self._start
+            self._start = None
+
+    def __enter__(self) -> "GcClock":
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        gc.callbacks.remove(self)
 
 
 def machine_cpu_s() -> tuple[float, float]:

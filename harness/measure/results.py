@@ -96,6 +96,16 @@ class Metrics:
 
 
 @dataclass
+class ThreadEpoch:
+    """One thread's share of an epoch (harness.measure.machine.thread_times): what it ran and how
+    long it was ready to run but waited for a core."""
+    tid: int
+    name: str
+    cpu_s: float
+    wait_s: float
+
+
+@dataclass
 class Curves:
     epoch: list[int]
     train_loss: list[float | None]
@@ -121,6 +131,8 @@ class Curves:
     epoch_machine_idle_s: list[float] = field(default_factory=list)
     epoch_machine_steal_s: list[float] = field(default_factory=list)
     epoch_run_wait_s: list[float] = field(default_factory=list)  # the threads' run-queue waits, summed
+    epoch_threads: list[list[ThreadEpoch]] = field(default_factory=list)  # the busiest threads of each epoch
+    epoch_gc_s: list[float] = field(default_factory=list)  # Python's garbage collector's seconds
 
 
 @dataclass

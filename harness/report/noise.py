@@ -35,9 +35,13 @@ def times(value: float) -> str:
     return "—" if math.isnan(value) else "∞" if math.isinf(value) else f"{value:.2f}"
 
 
-def cores_text(pair: tuple[float, float]) -> str:
+def pair_text(pair: tuple[float, float], number: str = "{:.2f}") -> str:
     epoch, typical = pair
-    return "—" if math.isnan(epoch) else f"{epoch:.2f} ({typical:.2f})"
+    return "—" if math.isnan(epoch) else f"{number.format(epoch)} ({number.format(typical)})"
+
+
+def threads_text(threads) -> str:
+    return "; ".join(f"{t.name} {t.cpu[0]:.1f} ({t.cpu[1]:.1f})" for t in threads) or "—"
 
 
 SLOW_ROWS = 30  # the slow epochs listed, the slowest first
@@ -51,8 +55,11 @@ def slow_grid(slow: list[SlowEpoch]) -> Grid:
         "sys": [times(s.sys) for s in slow], "minor faults": [times(s.faults) for s in slow],
         "involuntary switches": [times(s.involuntary) for s in slow],
         "voluntary switches": [times(s.voluntary) for s in slow],
-        **{f"{name} cores (process median)": [cores_text(getattr(s, key)) for s in slow]
-           for key, name in (("idle", "idle"), ("others", "others'"), ("steal", "stolen"))}}))
+        **{f"{name} cores (process median)": [pair_text(getattr(s, key)) for s in slow]
+           for key, name in (("idle", "idle"), ("others", "others'"), ("steal", "stolen"),
+                             ("wait", "waiting for a core"))},
+        "Python GC s (process median)": [pair_text(s.gc, "{:.3f}") for s in slow],
+        "busiest threads: CPU s (process median)": [threads_text(s.threads) for s in slow]}))
 
 
 def noise_section(noise: Noise, figures: dict) -> Section | None:
@@ -66,8 +73,10 @@ def noise_section(noise: Noise, figures: dict) -> Section | None:
                   "more work; CPU near 1 with more switches: it waited (involuntary: the scheduler gave the core "
                   "to another; voluntary: a thread blocked). Then the whole machine over the epoch, in cores, "
                   "beside the process's median epoch: idle (nobody used them: the process's threads slept with "
-                  "the machine free), others' (other processes ran) and stolen (the hypervisor ran something "
-                  "else)."), ("table", slow_grid(list(noise.slow)))] \
+                  "the machine free), others' (other processes ran), stolen (the hypervisor ran something "
+                  "else) and waiting for a core (the process's threads were ready to run but queued behind "
+                  "another). Then the seconds Python's garbage collector ran. Last, the CPU seconds of the process's busiest threads in that epoch, each beside "
+                  "the same thread's median: which threads did less, or more."), ("table", slow_grid(list(noise.slow)))] \
         if noise.slow else []
     return Section("How far apart identical processes land", NOISE_ANCHOR, [
         ("p", "Each configuration's processes ran the same code. Between processes: the coefficient of "
