@@ -79,6 +79,7 @@ class SlowEpoch:
     faults: float  # minor page faults
     involuntary: float
     voluntary: float
+    migrations: float = math.nan  # the threads' moves from one core to another
     idle: tuple[float, float] = (math.nan, math.nan)  # (this epoch, the process's median epoch)
     others: tuple[float, float] = (math.nan, math.nan)
     steal: tuple[float, float] = (math.nan, math.nan)
@@ -148,6 +149,8 @@ def slow_epochs(results: list[Result], contended: bool = False) -> list[SlowEpoc
         cpu = [c.epoch_user_s[i] + c.epoch_sys_s[i] for i in range(len(c.epoch))]
         columns = {"wall": c.epoch_s, "cpu": cpu, "sys": c.epoch_sys_s, "faults": c.epoch_minflt,
                    "involuntary": c.epoch_nivcsw, "voluntary": c.epoch_nvcsw}
+        if len(c.epoch_migrations) == len(c.epoch):
+            columns["migrations"] = c.epoch_migrations
         medians = {k: float(np.median([v[i] for i in steady])) for k, v in columns.items()}
         cores = machine_cores(c, cpu)
         typical = {k: float(np.median([v[i] for i in steady])) for k, v in cores.items()}

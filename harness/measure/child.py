@@ -60,7 +60,7 @@ def prediction_sample(x: np.ndarray, y: np.ndarray, pred: np.ndarray) -> dict[st
 # the seconds Python's garbage collector ran.
 USAGE = ("epoch_user_s", "epoch_sys_s", "epoch_minflt", "epoch_nvcsw", "epoch_nivcsw",
          "epoch_machine_busy_s", "epoch_machine_idle_s", "epoch_machine_steal_s", "epoch_run_wait_s",
-         "epoch_threads", "epoch_gc_s")
+         "epoch_migrations", "epoch_threads", "epoch_gc_s")
 THREAD_SHARE = 0.02
 
 
@@ -79,7 +79,9 @@ def epoch_usage(before, after) -> dict[str, Any]:
             "epoch_nivcsw": u1.ru_nivcsw - u0.ru_nivcsw, "epoch_machine_busy_s": busy1 - busy0,
             "epoch_machine_idle_s": idle1 - idle0, "epoch_machine_steal_s": steal1 - steal0,
             "epoch_run_wait_s": sum(t.wait_s for t in threads.values()),
-            "epoch_threads": [{"tid": tid, "name": t.name, "cpu_s": t.cpu_s, "wait_s": t.wait_s} for tid, t in shown],
+            "epoch_migrations": sum(t.migrations for t in threads.values()),
+            "epoch_threads": [{"tid": tid, "name": t.name, "cpu_s": t.cpu_s, "wait_s": t.wait_s,
+                               "migrations": t.migrations} for tid, t in shown],
             "epoch_gc_s": gc1 - gc0}
 
 

@@ -143,11 +143,20 @@ class ThreadTimes:
     name: str  # the thread's name as the kernel has it ("main" for the process's first thread)
     cpu_s: float  # user + system seconds it ran
     wait_s: float  # seconds it was ready to run but waited for a core (the run-queue delay)
+    migrations: int = 0  # times the scheduler moved it to another core
+
+
+def migrations(task: Path) -> int:
+    """se.nr_migrations from the thread's /proc sched file; 0 where the kernel does not show it."""
+    for line in (task / "sched").read_text().splitlines():
+        if line.startswith("se.nr_migrations"):
+            return int(line.rsplit(":", 1)[1])
+    return 0
 
 
 def thread_times() -> dict[int, ThreadTimes]:
     """This process's live threads, by thread id, from /proc/self/task: CPU from stat, run-queue
-    waits from schedstat (0 where the kernel does not keep them)."""
+    waits from schedstat and moves between cores from sched (0 where the kernel keeps neither)."""
     threads = {}
     for task in Path("/proc/self/task").glob("*"):
         try:
@@ -156,18 +165,18 @@ def thread_times() -> dict[int, ThreadTimes]:
             name = "main" if tid == os.getpid() else stat[stat.index("(") + 1:stat.rindex(")")]
             waits = (task / "schedstat").read_text().split()
             threads[tid] = ThreadTimes(name, (int(fields[11]) + int(fields[12])) * TICK_S,
-                                       int(waits[1]) / 1e9 if len(waits) > 1 else 0.0)
+                                       int(waits[1]) / 1e9 if len(waits) > 1 else 0.0, migrations(task))
         except (OSError, ValueError, IndexError):
             continue
     return threads
 
 
 def thread_deltas(before: dict[int, ThreadTimes], after: dict[int, ThreadTimes]) -> dict[int, ThreadTimes]:
-    """Each thread's CPU and waits between two thread_times(); a thread that ended in between is
-    not counted, one that started is counted from its start."""
+    """Each thread's CPU, waits and migrations between two thread_times(); a thread that ended in
+    between is not counted, one that started is counted from its start."""
     zero = ThreadTimes("", 0.0, 0.0)
-    return {tid: ThreadTimes(t.name, t.cpu_s - before.get(tid, zero).cpu_s, t.wait_s - before.get(tid, zero).wait_s)
-            for tid, t in after.items()}
+    return {tid: ThreadTimes(t.name, t.cpu_s - before.get(tid, zero).cpu_s, t.wait_s - before.get(tid, zero).wait_s,
+                             t.migrations - before.get(tid, zero).migrations) for tid, t in after.items()}
 
 
 class GcClock:

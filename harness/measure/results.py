@@ -103,6 +103,7 @@ class ThreadEpoch:
     name: str
     cpu_s: float
     wait_s: float
+    migrations: int = 0
 
 
 @dataclass
@@ -131,6 +132,7 @@ class Curves:
     epoch_machine_idle_s: list[float] = field(default_factory=list)
     epoch_machine_steal_s: list[float] = field(default_factory=list)
     epoch_run_wait_s: list[float] = field(default_factory=list)  # the threads' run-queue waits, summed
+    epoch_migrations: list[int] = field(default_factory=list)  # the threads' moves between cores, summed
     epoch_threads: list[list[ThreadEpoch]] = field(default_factory=list)  # the busiest threads of each epoch
     epoch_gc_s: list[float] = field(default_factory=list)  # Python's garbage collector's seconds
 

@@ -55,6 +55,7 @@ def slow_grid(slow: list[SlowEpoch]) -> Grid:
         "sys": [times(s.sys) for s in slow], "minor faults": [times(s.faults) for s in slow],
         "involuntary switches": [times(s.involuntary) for s in slow],
         "voluntary switches": [times(s.voluntary) for s in slow],
+        "threads' moves between cores": [times(s.migrations) for s in slow],
         **{f"{name} cores (process median)": [pair_text(getattr(s, key)) for s in slow]
            for key, name in (("idle", "idle"), ("others", "others'"), ("steal", "stolen"),
                              ("wait", "waiting for a core"))},
@@ -71,12 +72,13 @@ def noise_section(noise: Noise, figures: dict) -> Section | None:
                   "process's median; the slowest listed): each figure as a multiple of the same process's median "
                   "steady epoch, from getrusage over all its threads. CPU near the wall's multiple: the epoch did "
                   "more work; CPU near 1 with more switches: it waited (involuntary: the scheduler gave the core "
-                  "to another; voluntary: a thread blocked). Then the whole machine over the epoch, in cores, "
-                  "beside the process's median epoch: idle (nobody used them: the process's threads slept with "
-                  "the machine free), others' (other processes ran), stolen (the hypervisor ran something "
-                  "else) and waiting for a core (the process's threads were ready to run but queued behind "
-                  "another). Then the seconds Python's garbage collector ran. Last, the CPU seconds of the process's busiest threads in that epoch, each beside "
-                  "the same thread's median: which threads did less, or more."), ("table", slow_grid(list(noise.slow)))] \
+                  "to another; voluntary: a thread blocked); and how often the scheduler moved its threads "
+                  "between cores. Then the whole machine over the epoch, in cores, beside the process's median "
+                  "epoch: idle (nobody used them: the process's threads slept with the machine free), others' "
+                  "(other processes ran), stolen (the hypervisor ran something else) and waiting for a core (the "
+                  "process's threads were ready to run but queued behind another). Then the seconds Python's "
+                  "garbage collector ran. Last, the CPU seconds of the process's busiest threads in that epoch, "
+                  "each beside the same thread's median: which threads did less, or more."), ("table", slow_grid(list(noise.slow)))] \
         if noise.slow else []
     return Section("How far apart identical processes land", NOISE_ANCHOR, [
         ("p", "Each configuration's processes ran the same code. Between processes: the coefficient of "
