@@ -3,12 +3,13 @@ spread between processes with quiet epochs inside each, a slow epoch a spread in
 and the report shows each configuration's spread and a strip plot of every process's epochs."""
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
 import pytest
 
-from harness.analysis.noise import TARGET_CV, Noise, slow_epochs, spread
+from harness.analysis.noise import TARGET_CV, Noise, SlowEpoch, slow_epochs, spread
 from harness.analysis.trials import Configuration, Trial
 from harness.measure.store import Store
 from harness.plan.cell import Cell
@@ -84,3 +85,10 @@ def test_a_slow_epoch_says_whether_it_waited_or_worked(tmp_path, by):
     (result,) = results
     own = (result.curves.epoch_user_s[2] + result.curves.epoch_sys_s[2]) / result.curves.epoch_s[2]
     assert abs(own + slow.idle[0] + slow.others[0] + slow.steal[0] - os.cpu_count()) < 0.35
+
+
+def test_the_slow_epochs_table_leaves_out_what_older_results_did_not_record():
+    older = SlowEpoch("mlp torch eager equal", 3, 1.5, 1.0, 1.0, 1.0, 1.0, 1.0)
+    assert "idle cores (process median)" not in shown.slow_grid([older]).frame
+    newer = dataclasses.replace(older, idle=(1.0, 0.5))
+    assert list(shown.slow_grid([newer]).frame["idle cores (process median)"]) == ["1.00 (0.50)"]

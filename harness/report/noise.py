@@ -48,8 +48,10 @@ SLOW_ROWS = 30  # the slow epochs listed, the slowest first
 
 
 def slow_grid(slow: list[SlowEpoch]) -> Grid:
+    """The slowest epochs, a row each; a column no result recorded (older results lack the machine's
+    and the threads' records) is left out."""
     slow = sorted(slow, key=lambda s: -s.wall)[:SLOW_ROWS]
-    return Grid(pd.DataFrame({
+    frame = pd.DataFrame({
         "configuration": [s.label for s in slow], "epoch": [str(s.epoch) for s in slow],
         "wall": [times(s.wall) for s in slow], "CPU (user + sys)": [times(s.cpu) for s in slow],
         "sys": [times(s.sys) for s in slow], "minor faults": [times(s.faults) for s in slow],
@@ -58,9 +60,10 @@ def slow_grid(slow: list[SlowEpoch]) -> Grid:
         "threads' moves between cores": [times(s.migrations) for s in slow],
         **{f"{name} cores (process median)": [pair_text(getattr(s, key)) for s in slow]
            for key, name in (("idle", "idle"), ("others", "others'"), ("steal", "stolen"),
-                             ("wait", "waiting for a core"))},
+                             ("wait", "queued"))},
         "Python GC s (process median)": [pair_text(s.gc, "{:.3f}") for s in slow],
-        "busiest threads: CPU s (process median)": [threads_text(s.threads) for s in slow]}))
+        "busiest threads: CPU s (process median)": [threads_text(s.threads) for s in slow]})
+    return Grid(frame[[column for column in frame if (frame[column] != "—").any()]])
 
 
 def noise_section(noise: Noise, figures: dict) -> Section | None:
@@ -75,10 +78,11 @@ def noise_section(noise: Noise, figures: dict) -> Section | None:
                   "to another; voluntary: a thread blocked); and how often the scheduler moved its threads "
                   "between cores. Then the whole machine over the epoch, in cores, beside the process's median "
                   "epoch: idle (nobody used them: the process's threads slept with the machine free), others' "
-                  "(other processes ran), stolen (the hypervisor ran something else) and waiting for a core (the "
-                  "process's threads were ready to run but queued behind another). Then the seconds Python's "
+                  "(other processes ran), stolen (the hypervisor ran something else) and queued (the process's "
+                  "threads were ready to run but waited for a core). Then the seconds Python's "
                   "garbage collector ran. Last, the CPU seconds of the process's busiest threads in that epoch, "
-                  "each beside the same thread's median: which threads did less, or more."), ("table", slow_grid(list(noise.slow)))] \
+                  "each beside the same thread's median: which threads did less, or more."),
+            ("table", slow_grid(list(noise.slow)))] \
         if noise.slow else []
     return Section("How far apart identical processes land", NOISE_ANCHOR, [
         ("p", "Each configuration's processes ran the same code. Between processes: the coefficient of "
