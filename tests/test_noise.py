@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -13,6 +16,7 @@ from harness.analysis.noise import TARGET_CV, Noise, SlowEpoch, slow_epochs, spr
 from harness.analysis.trials import Configuration, Trial
 from harness.measure.store import Store
 from harness.plan.cell import Cell
+from harness.plan.files import REPO_ROOT
 from harness.plan.spec import DataSpec, Hyper
 from harness.report import noise as shown
 from harness.report.plots import pyplot, save
@@ -92,3 +96,12 @@ def test_the_slow_epochs_table_leaves_out_what_older_results_did_not_record():
     assert "idle cores (process median)" not in shown.slow_grid([older]).frame
     newer = dataclasses.replace(older, idle=(1.0, 0.5))
     assert list(shown.slow_grid([newer]).frame["idle cores (process median)"]) == ["1.00 (0.50)"]
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="the wake-up probe compares two cores")
+def test_the_wakeup_probe_times_a_hand_off_across_cores_and_on_one():
+    proc = subprocess.run([sys.executable, "-m", "harness.measure.wakeups", "2"], capture_output=True, text=True,
+                          timeout=60, cwd=REPO_ROOT)
+    assert proc.returncode == 0, proc.stderr
+    summary = dict(re.findall(r"^(across cores|one core): median of the seconds' medians ([\d.]+) us", proc.stdout, re.M))
+    assert set(summary) == {"across cores", "one core"} and all(float(us) > 0 for us in summary.values())
