@@ -201,12 +201,6 @@ class GcClock:
         gc.callbacks.remove(self)
 
 
-def machine_cpu_s() -> tuple[float, float]:
-    """(busy, steal) CPU seconds of the whole machine since boot."""
-    busy, _idle, steal = machine_times()
-    return busy, steal
-
-
 def _descendants(pid: int) -> list[int]:
     """The live processes below pid (a DataLoader's workers, say), from /proc."""
     parents: dict[int, list[int]] = {}
@@ -250,13 +244,13 @@ class ContentionMeter:
 
     def start(self) -> "ContentionMeter":
         self.wall0 = time.perf_counter()
-        (self.busy0, self.steal0), self.own0 = machine_cpu_s(), own_cpu_s()
+        (self.busy0, _, self.steal0), self.own0 = machine_times(), own_cpu_s()
         return self
 
     def stop(self, gpu: bool = False) -> dict[str, Any]:
         """The contention record (harness.measure.results.Contention's fields)."""
         wall = time.perf_counter() - self.wall0
-        (busy, steal), own = machine_cpu_s(), own_cpu_s()
+        (busy, _, steal), own = machine_times(), own_cpu_s()
         other = max(0.0, (busy - self.busy0) - (own - self.own0))
         other_cores, steal_cores = other / wall if wall else 0.0, (steal - self.steal0) / wall if wall else 0.0
         gpu_others = other_gpu_processes() if gpu else []
