@@ -13,6 +13,9 @@ from pathlib import Path
 from harness.measure.results import FINAL_STATUSES, SchemaError, read
 
 ROOT = Path(__file__).resolve().parents[1]
+# The CPU archive that the README's CPU section and harness/analysis/parity.py's constants come from
+# (python -m harness.archive cpu ...): the tests that hold them to it read this one folder.
+CPU_ARCHIVE = ROOT / "results" / "cpu-epyc-2c"
 # Impls that misbehave on purpose (tests/fake_impls.py), plugged in through $FWCOMPARE_IMPLS.
 FAKES = ",".join(f"{name}=tests.fake_impls:{cls}" for name, cls in [
     ("diverging", "DivergingImpl"), ("failing", "FailingImpl"), ("oom", "OomImpl"), ("slow", "SlowImpl"),

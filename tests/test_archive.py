@@ -10,9 +10,8 @@ import pytest
 
 from harness.measure.results import Result
 from harness.measure.store import Store
-from harness.plan.files import REPO_ROOT
+from tests.helpers import CPU_ARCHIVE as ARCHIVE
 
-ARCHIVE = REPO_ROOT / "results" / "cpu-epyc-2c"
 MIN_TRIALS = 3  # the floor; the archive asks harness.drive for 4
 SPLIT_SHARE = 0.9
 

@@ -7,16 +7,16 @@ import pytest
 from harness.analysis.parity import NATIVE_MEAN_GAP, NATIVE_SEED_SD, SEED_SD, seed_spread
 from harness.measure.results import Result
 from harness.measure.store import Store
-from harness.plan.files import REPO_ROOT
 from harness.plan.plans import PLANS
+from tests.helpers import CPU_ARCHIVE, ROOT
 
-SEED_SPREAD = REPO_ROOT / "results" / "cpu-epyc-2c" / "seed-spread"
+SEED_SPREAD = CPU_ARCHIVE / "seed-spread"
 
 
 @pytest.fixture(scope="module")
 def measured():
     spread = seed_spread(SEED_SPREAD)
-    assert spread, f"no seed-spread results in {SEED_SPREAD}: python -m harness.archive cpu results/cpu-epyc-2c"
+    assert spread, f"no seed-spread results in {SEED_SPREAD}: python -m harness.archive cpu {CPU_ARCHIVE.relative_to(ROOT)}"
     return spread
 
 
