@@ -85,3 +85,28 @@ def test_a_dry_run_lists_the_steps_and_leaves_the_archive_alone(tmp_path, capsys
     out = capsys.readouterr().out
     assert out.count("== step ") == 5 and "--plan cpu-archive" in out
     assert not archive.exists()  # no folder, so no remake.log written into a committed archive
+
+
+def test_the_archive_refuses_before_anything_runs_where_a_framework_environment_lacks_its_packages(
+        tmp_path, monkeypatch, capsys):
+    """A missing tox env (keras-torch here: a real interpreter without site-packages) would make
+    every round skip that framework's cells: the archive says so in one line and touches nothing."""
+    import sys
+
+    from harness.archive import remake
+    from harness.plan.errors import HarnessError
+
+    bare = tmp_path / "python"
+    bare.write_text(f'#!/bin/sh\nexec {sys.executable} -S "$@"\n')
+    bare.chmod(0o755)
+    found = remake.pythons
+    monkeypatch.setattr(remake, "pythons", lambda cells, given: {**found(cells, given), ("keras", "torch"): str(bare)})
+    archive = tmp_path / "archive"
+    kept = archive / "matrix" / "a-cell.json"
+    kept.parent.mkdir(parents=True)
+    kept.write_text("{}")
+    assert remake.main(["cpu", str(archive), "--dry-run"]) == 0
+    assert "not ready: " in capsys.readouterr().out
+    with pytest.raises(HarnessError, match=r"keras\[torch\] lacks keras.*`tox -e [a-z,-]*keras-torch[a-z,-]* --notest`"):
+        remake.main(["cpu", str(archive), "--fresh"])
+    assert kept.read_text() == "{}" and not (archive / "remake.json").exists()  # --fresh removed nothing

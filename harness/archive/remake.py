@@ -34,6 +34,7 @@ from harness.plan.cell import Cell
 from harness.plan.errors import HarnessError
 from harness.plan.files import REPO_ROOT, Tee, write_json_atomic
 from harness.plan.frameworks import frameworks
+from harness.plan.matrix import plan_cells
 from harness.plan.options import Parser
 from harness.plan.plans import ARCHIVES, LOOPS, PLAIN_LOOPS, REPORTED
 from harness.plan.spec import DataSpec, Hyper
@@ -57,6 +58,21 @@ def check_commit(archive: Path, fresh: bool) -> str:
             shutil.rmtree(archive / step, ignore_errors=True)
     write_json_atomic(marker, {"commit": commit, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
     return commit
+
+
+def unready_environments(kind: str) -> str | None:
+    """Why the archive cannot run here yet, in one line, or None: a framework environment that its
+    cells need is missing or lacks a package. An archive holds every configuration, so it refuses
+    before anything runs rather than skipping a framework's cells in every round."""
+    cells = [c for part in ARCHIVES[kind] for _, argv in part for c in plan_cells(argv[argv.index("--plan") + 1], 0)]
+    absent = rounds.lacking(cells, pythons(cells, {}))
+    if not absent:
+        return None
+    named = "; ".join(f"{frameworks()[n].label(b)} lacks {', '.join(packages)}" for (n, b), packages in absent.items())
+    envs = ",".join(dict.fromkeys(frameworks()[n].tox_env(b) for n, b in absent))
+    return (f"the archive runs every framework in its own environment, and here {named}: make "
+            f"{'them' if len(absent) > 1 else 'it'} with "
+            f"`tox -e {envs} --notest`, then run this again")
 
 
 def env_pythons() -> list[str]:
@@ -118,8 +134,12 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     archive = args.archive.expanduser().resolve()
+    unready = unready_environments(args.kind)
     if args.dry_run:  # the steps only: the archive and its log stay as they are
+        print(f"not ready: {unready}" if unready else "every framework environment is ready")
         return 1 if remake(args.kind, archive, dry_run=True) else 0
+    if unready:
+        raise HarnessError(unready)
     archive.mkdir(parents=True, exist_ok=True)
     check_commit(archive, args.fresh)
     mode = "w" if args.fresh else "a"  # a fresh remake starts a fresh log

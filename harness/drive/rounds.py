@@ -131,6 +131,16 @@ def missing_in(python: str, packages: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(proc.stdout.split()) if proc.returncode == 0 else packages
 
 
+def lacking(cells: list[Cell], pythons: dict[tuple[str, str | None], str]) -> dict[tuple[str, str | None], tuple]:
+    """Per (framework, backend) whose interpreter lacks packages its cells import: those packages
+    (the ones with everything are left out)."""
+    needs: dict[tuple[str, str | None], set[str]] = {}
+    for c in cells:
+        needs.setdefault((c.framework, c.backend), set()).update(framework(c.framework).needs(c.backend, c.profile))
+    absent = {key: missing_in(pythons[key], tuple(sorted(packages))) for key, packages in needs.items()}
+    return {key: packages for key, packages in absent.items() if packages}
+
+
 # ---------------------------------------------------------------- rounds
 def round_cells(configurations: list[Cell], number: int, first_seed: int, same_seed: bool,
                 controls: bool) -> list[Cell]:
@@ -283,8 +293,11 @@ def main(argv: list[str] | None = None) -> int:
                            for c in configurations}.values())  # seeds come from the rounds
     configurations += [dataclasses.replace(c, env=env) for env in args.variant for c in configurations]
     pythons = env_pythons(configurations, given)
+    absent = lacking(configurations, pythons)
     for (name, backend), python in pythons.items():
-        print(f"{name}{f'[{backend}]' if backend else ''}: {python}")
+        why = (f" (lacks {', '.join(absent[name, backend])}: its cells are skipped; `tox -e "
+               f"{framework(name).tox_env(backend)} --notest` makes its environment)" if (name, backend) in absent else "")
+        print(f"{framework(name).label(backend)}: {python}{why}")
     failures = drive(configurations, store, args, lambda cell: pythons[cell.framework, cell.backend])
     if not args.no_report:
 
