@@ -16,7 +16,8 @@ SEED_SPREAD = CPU_ARCHIVE / "seed-spread"
 @pytest.fixture(scope="module")
 def measured():
     spread = seed_spread(SEED_SPREAD)
-    assert spread, f"no seed-spread results in {SEED_SPREAD}: python -m harness.archive cpu {CPU_ARCHIVE.relative_to(ROOT)}"
+    remake = f"python -m harness.archive cpu {CPU_ARCHIVE.relative_to(ROOT)}"
+    assert spread, f"no seed-spread results in {SEED_SPREAD}: {remake}"
     return spread
 
 

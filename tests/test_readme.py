@@ -2,11 +2,8 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-from tests.helpers import CPU_ARCHIVE
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import CPU_ARCHIVE, ROOT
 
 
 def readme_commands() -> list[str]:
@@ -27,7 +24,6 @@ def test_the_readme_cpu_section_is_what_the_report_computes_from_the_archive():
     text = (ROOT / "README.md").read_text()
     assert text.count(BEGIN) == 1 and text.count(END) == 1, "the README carries the archive's section once"
     section = text[text.index(BEGIN):text.index(END) + len(END)]
-    archive = CPU_ARCHIVE
-    assert section == readme_text(archive), (
-        f"the README's CPU section is not what {archive} gives: redraw it from "
-        f"python -m harness.report {archive.relative_to(ROOT)} --readme")
+    assert section == readme_text(CPU_ARCHIVE), (
+        f"the README's CPU section is not what {CPU_ARCHIVE} gives: redraw it from "
+        f"python -m harness.report {CPU_ARCHIVE.relative_to(ROOT)} --readme")
