@@ -94,13 +94,15 @@ def test_the_archive_refuses_before_anything_runs_where_a_framework_environment_
     import sys
 
     from harness.archive import remake
+    from harness.drive import rounds
     from harness.plan.errors import HarnessError
 
     bare = tmp_path / "python"
     bare.write_text(f'#!/bin/sh\nexec {sys.executable} -S "$@"\n')
     bare.chmod(0o755)
-    found = remake.pythons
-    monkeypatch.setattr(remake, "pythons", lambda cells, given: {**found(cells, given), ("keras", "torch"): str(bare)})
+    found = rounds.env_pythons
+    monkeypatch.setattr(rounds, "env_pythons",
+                        lambda cells, given: {**found(cells, given), ("keras", "torch"): str(bare)})
     archive = tmp_path / "archive"
     kept = archive / "matrix" / "a-cell.json"
     kept.parent.mkdir(parents=True)

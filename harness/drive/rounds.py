@@ -44,7 +44,7 @@ from harness.measure.store import Store
 from harness.plan.cell import Cell
 from harness.plan.errors import HarnessError
 from harness.plan.files import REPO_ROOT
-from harness.plan.frameworks import framework, frameworks
+from harness.plan.frameworks import framework, frameworks, make_envs_command
 from harness.plan.matrix import expand, plan_cells
 from harness.plan.options import (Parser, add_matrix_options, check_out, given_options, margin_fraction, positive_int,
                                   refuse_ignored, selection_of)
@@ -295,8 +295,10 @@ def main(argv: list[str] | None = None) -> int:
     pythons = env_pythons(configurations, given)
     absent = lacking(configurations, pythons)
     for (name, backend), python in pythons.items():
-        why = (f" (lacks {', '.join(absent[name, backend])}: its cells are skipped; `tox -e "
-               f"{framework(name).tox_env(backend)} --notest` makes its environment)" if (name, backend) in absent else "")
+        why = ""
+        if (name, backend) in absent:
+            why = (f" (lacks {', '.join(absent[name, backend])}: its cells are skipped; "
+                   f"`{make_envs_command([framework(name).tox_env(backend)])}` makes its environment)")
         print(f"{framework(name).label(backend)}: {python}{why}")
     failures = drive(configurations, store, args, lambda cell: pythons[cell.framework, cell.backend])
     if not args.no_report:
