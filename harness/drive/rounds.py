@@ -43,7 +43,7 @@ from harness.analysis.verdicts import MIN_PAIRED_ROUNDS
 from harness.measure.store import Store
 from harness.plan.cell import Cell
 from harness.plan.errors import HarnessError
-from harness.plan.files import REPO_ROOT
+from harness.plan.files import REPO_ROOT, WORKSPACE
 from harness.plan.frameworks import framework, frameworks, make_envs_command
 from harness.plan.matrix import expand, plan_cells
 from harness.plan.options import (Parser, add_matrix_options, check_out, given_options, margin_fraction, positive_int,
@@ -267,7 +267,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--python", nargs="+", default=[], metavar="FRAMEWORK=PATH",
                    help="the interpreter of a framework's environment, e.g. torch=~/venvs/torch/bin/python or "
                         "'keras[jax]=...' (default: the tox env's, .tox/<env>/bin/python)")
-    p.add_argument("--no-report", action="store_true", help="do not report at the end")
+    p.add_argument("--no-report", action="store_true",
+                   help="do not report at the end (the report goes to results/report, or beside the results "
+                        "of an --out folder)")
     return p
 
 
@@ -301,8 +303,8 @@ def main(argv: list[str] | None = None) -> int:
                    f"`{make_envs_command([framework(name).tox_env(backend)])}` makes its environment)")
         print(f"{framework(name).label(backend)}: {python}{why}")
     failures = drive(configurations, store, args, lambda cell: pythons[cell.framework, cell.backend])
-    if not args.no_report:
-
-        report_main([str(store.root), "--html"])
+    if not args.no_report:  # the default results' report in results/report; another --out's beside its results
+        beside = [] if store.root == WORKSPACE.resolve() else ["--out-dir", str(store.root)]
+        report_main([str(store.root), "--html", *beside])
     return 1 if failures else 0
 
