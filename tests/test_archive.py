@@ -3,6 +3,7 @@ results, every main configuration with enough uncontended trials, Keras native o
 backend, the time split in (nearly) every cell. A partial or patched archive fails here."""
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -29,8 +30,6 @@ def matrix() -> list[Result]:
 
 
 def test_every_result_of_the_archive_comes_from_one_commit_of_clean_code():
-    import json
-
     commit = json.loads((ARCHIVE / "remake.json").read_text())["commit"]
     results = [r for step in ("matrix", "plain-loops", "seed-spread", "recipes") for r in results_under(ARCHIVE / step)]
     assert len(results) > 300
@@ -112,3 +111,29 @@ def test_the_archive_refuses_before_anything_runs_where_a_framework_environment_
     with pytest.raises(HarnessError, match=r"keras\[torch\] lacks keras.*`tox -e [a-z,-]*keras-torch[a-z,-]* --notest`"):
         remake.main(["cpu", str(archive), "--fresh"])
     assert kept.read_text() == "{}" and not (archive / "remake.json").exists()  # --fresh removed nothing
+
+
+def test_a_resume_keeps_the_commit_and_when_the_remake_started_and_another_commit_must_start_afresh(
+        tmp_path, monkeypatch):
+    from harness.archive import remake
+    from harness.plan.errors import HarnessError
+
+    archive = tmp_path / "archive"
+    (archive / "matrix").mkdir(parents=True)
+    (archive / "matrix" / "a-cell.json").write_text("{}")
+    monkeypatch.setattr(remake, "git_info", lambda: ("a" * 40, False))
+    remake.check_commit(archive, fresh=False)
+    started = json.loads((archive / "remake.json").read_text())
+    remake.check_commit(archive, fresh=False)  # resumed at the same commit
+    resumed = json.loads((archive / "remake.json").read_text())
+    assert resumed["commit"] == "a" * 40 and resumed["started"] == started["started"] and len(resumed["resumed"]) == 1
+    assert (archive / "matrix" / "a-cell.json").exists()
+    monkeypatch.setattr(remake, "git_info", lambda: ("b" * 40, False))
+    with pytest.raises(HarnessError, match="remake it whole with --fresh"):
+        remake.check_commit(archive, fresh=False)
+    remake.check_commit(archive, fresh=True)
+    assert json.loads((archive / "remake.json").read_text())["commit"] == "b" * 40
+    assert not (archive / "matrix").exists()
+    monkeypatch.setattr(remake, "git_info", lambda: ("b" * 40, True))
+    with pytest.raises(HarnessError, match="uncommitted changes"):
+        remake.check_commit(archive, fresh=False)

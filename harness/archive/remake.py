@@ -47,7 +47,8 @@ def check_commit(archive: Path, fresh: bool) -> str:
         raise HarnessError("the harness or impls have uncommitted changes: an archive's results must come from one "
                            "commit; commit or stash them first")
     marker = archive / "remake.json"
-    before = json.loads(marker.read_text())["commit"] if marker.exists() else None
+    record = json.loads(marker.read_text()) if marker.exists() else {}
+    before = record.get("commit")
     if before and before != commit:
         if not fresh:
             raise HarnessError(f"{archive} holds the results of commit {before[:10]}, this checkout is {commit[:10]}: "
@@ -55,7 +56,12 @@ def check_commit(archive: Path, fresh: bool) -> str:
     if fresh:
         for step in {folder for steps in ARCHIVES.values() for part in steps for folder, _, _ in part} | {LOOPS}:
             shutil.rmtree(archive / step, ignore_errors=True)
-    write_json_atomic(marker, {"commit": commit, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if fresh or before != commit:
+        record = {"commit": commit, "started": now}
+    else:  # a resume keeps when the remake started, and adds when it was resumed
+        record["resumed"] = [*record.get("resumed", []), now]
+    write_json_atomic(marker, record)
     return commit
 
 
