@@ -1,4 +1,4 @@
-"""The committed CPU archive is what `python -m harness.archive cpu` promises: one commit's
+"""Each committed CPU archive is what `python -m harness.archive cpu` promises: one commit's
 results, every main configuration with enough uncontended trials, Keras native on every
 backend, the time split in (nearly) every cell. A partial or patched archive fails here."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 
 from harness.measure.results import Result
 from harness.measure.store import Store
-from tests.helpers import CPU_ARCHIVE as ARCHIVE
+from tests.helpers import CPU_ARCHIVES
 
 MIN_TRIALS = 3  # the issue's floor; the archive asks harness.drive for 4
 SPLIT_SHARE = 0.9
@@ -24,18 +24,23 @@ def results_under(folder: Path) -> list[Result]:
     return found
 
 
+@pytest.fixture(scope="module", params=CPU_ARCHIVES, ids=lambda folder: folder.name)
+def archive(request) -> Path:
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def matrix() -> list[Result]:
-    return results_under(ARCHIVE / "matrix")
+def matrix(archive) -> list[Result]:
+    return results_under(archive / "matrix")
 
 
-def test_every_result_of_the_archive_comes_from_one_commit_of_clean_code():
-    commit = json.loads((ARCHIVE / "remake.json").read_text())["commit"]
-    results = [r for step in ("matrix", "plain-loops", "seed-spread", "recipes") for r in results_under(ARCHIVE / step)]
+def test_every_result_of_the_archive_comes_from_one_commit_of_clean_code(archive):
+    commit = json.loads((archive / "remake.json").read_text())["commit"]
+    results = [r for step in ("matrix", "plain-loops", "seed-spread", "recipes") for r in results_under(archive / step)]
     assert len(results) > 300
     assert Counter(r.env.commit for r in results) == Counter({commit: len(results)})
     assert not any(r.env.dirty for r in results)
-    folders = sorted(p.name for p in ARCHIVE.iterdir() if p.is_dir())
+    folders = sorted(p.name for p in archive.iterdir() if p.is_dir())
     assert folders == ["matrix", "plain-loops", "plots", "recipes", "seed-spread"], "a folder from elsewhere"
 
 
