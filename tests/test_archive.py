@@ -1,8 +1,9 @@
-"""The committed CPU archive is what `python -m harness.archive cpu` promises: one commit's
+"""Each committed CPU archive is what `python -m harness.archive cpu` promises: one commit's
 results, every main configuration with enough uncontended trials, Keras native on every
 backend, the time split in (nearly) every cell. A partial or patched archive fails here."""
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from harness.measure.results import Result
 from harness.measure.store import Store
-from tests.helpers import CPU_ARCHIVE as ARCHIVE
+from tests.helpers import CPU_ARCHIVES
 
 MIN_TRIALS = 3  # the issue's floor; the archive asks harness.drive for 4
 SPLIT_SHARE = 0.9
@@ -23,20 +24,23 @@ def results_under(folder: Path) -> list[Result]:
     return found
 
 
+@pytest.fixture(scope="module", params=CPU_ARCHIVES, ids=lambda folder: folder.name)
+def archive(request) -> Path:
+    return request.param
+
+
 @pytest.fixture(scope="module")
-def matrix() -> list[Result]:
-    return results_under(ARCHIVE / "matrix")
+def matrix(archive) -> list[Result]:
+    return results_under(archive / "matrix")
 
 
-def test_every_result_of_the_archive_comes_from_one_commit_of_clean_code():
-    import json
-
-    commit = json.loads((ARCHIVE / "remake.json").read_text())["commit"]
-    results = [r for step in ("matrix", "plain-loops", "seed-spread", "recipes") for r in results_under(ARCHIVE / step)]
+def test_every_result_of_the_archive_comes_from_one_commit_of_clean_code(archive):
+    commit = json.loads((archive / "remake.json").read_text())["commit"]
+    results = [r for step in ("matrix", "plain-loops", "seed-spread", "recipes") for r in results_under(archive / step)]
     assert len(results) > 300
     assert Counter(r.env.commit for r in results) == Counter({commit: len(results)})
     assert not any(r.env.dirty for r in results)
-    folders = sorted(p.name for p in ARCHIVE.iterdir() if p.is_dir())
+    folders = sorted(p.name for p in archive.iterdir() if p.is_dir())
     assert folders == ["matrix", "plain-loops", "plots", "recipes", "seed-spread"], "a folder from elsewhere"
 
 
@@ -94,13 +98,15 @@ def test_the_archive_refuses_before_anything_runs_where_a_framework_environment_
     import sys
 
     from harness.archive import remake
+    from harness.drive import rounds
     from harness.plan.errors import HarnessError
 
     bare = tmp_path / "python"
     bare.write_text(f'#!/bin/sh\nexec {sys.executable} -S "$@"\n')
     bare.chmod(0o755)
-    found = remake.pythons
-    monkeypatch.setattr(remake, "pythons", lambda cells, given: {**found(cells, given), ("keras", "torch"): str(bare)})
+    found = rounds.env_pythons
+    monkeypatch.setattr(rounds, "env_pythons",
+                        lambda cells, given: {**found(cells, given), ("keras", "torch"): str(bare)})
     archive = tmp_path / "archive"
     kept = archive / "matrix" / "a-cell.json"
     kept.parent.mkdir(parents=True)
@@ -110,3 +116,29 @@ def test_the_archive_refuses_before_anything_runs_where_a_framework_environment_
     with pytest.raises(HarnessError, match=r"keras\[torch\] lacks keras.*`tox -e [a-z,-]*keras-torch[a-z,-]* --notest`"):
         remake.main(["cpu", str(archive), "--fresh"])
     assert kept.read_text() == "{}" and not (archive / "remake.json").exists()  # --fresh removed nothing
+
+
+def test_a_resume_keeps_the_commit_and_when_the_remake_started_and_another_commit_must_start_afresh(
+        tmp_path, monkeypatch):
+    from harness.archive import remake
+    from harness.plan.errors import HarnessError
+
+    archive = tmp_path / "archive"
+    (archive / "matrix").mkdir(parents=True)
+    (archive / "matrix" / "a-cell.json").write_text("{}")
+    monkeypatch.setattr(remake, "git_info", lambda: ("a" * 40, False))
+    remake.check_commit(archive, fresh=False)
+    started = json.loads((archive / "remake.json").read_text())
+    remake.check_commit(archive, fresh=False)  # resumed at the same commit
+    resumed = json.loads((archive / "remake.json").read_text())
+    assert resumed["commit"] == "a" * 40 and resumed["started"] == started["started"] and len(resumed["resumed"]) == 1
+    assert (archive / "matrix" / "a-cell.json").exists()
+    monkeypatch.setattr(remake, "git_info", lambda: ("b" * 40, False))
+    with pytest.raises(HarnessError, match="remake it whole with --fresh"):
+        remake.check_commit(archive, fresh=False)
+    remake.check_commit(archive, fresh=True)
+    assert json.loads((archive / "remake.json").read_text())["commit"] == "b" * 40
+    assert not (archive / "matrix").exists()
+    monkeypatch.setattr(remake, "git_info", lambda: ("b" * 40, True))
+    with pytest.raises(HarnessError, match="uncommitted changes"):
+        remake.check_commit(archive, fresh=False)

@@ -8,6 +8,7 @@ from collections import Counter
 
 from harness.drive import rounds
 from harness.plan.cell import Cell
+from harness.plan.files import REPORT_DIR
 from harness.plan.matrix import expand
 from harness.plan.plans import MAIN_JOB, PLANS
 from harness.run.launch import cell_env
@@ -64,6 +65,15 @@ def test_the_driver_makes_its_own_trials_and_names_its_environments(tmp_path):
     proc = harness_run(*TWO, "--trials", "2", out=tmp_path, module="harness.drive")
     assert proc.returncode == 2 and "give --rounds (or --budget), not --trials" in proc.stderr
     assert rounds.parse_budget("30m") == 1800 and rounds.parse_budget("2h") == 7200 and rounds.parse_budget("90") == 90
+
+
+def test_a_drive_with_its_own_out_folder_writes_its_report_there_not_over_the_default_one(tmp_path):
+    default = REPORT_DIR / "REPORT.md"
+    before = default.stat().st_mtime_ns if default.exists() else None
+    proc = harness_run(*[a for a in TWO if a != "--no-report"], "--rounds", "2", out=tmp_path, module="harness.drive")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "REPORT.md").is_file() and (tmp_path / "report.html").is_file()
+    assert (default.stat().st_mtime_ns if default.exists() else None) == before
 
 
 def test_the_main_job_defaults_to_the_mlp_in_both_profiles_for_half_an_hour():

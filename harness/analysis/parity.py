@@ -12,7 +12,9 @@ accuracies to the same 3 * sqrt(2) * sd.
 Both are measured on CI's configuration (2 epochs, batch 32, Adam, seeds 0-4) by the CPU
 archive's seed-spread step (python -m harness.archive; harness.plan.matrix's plan cpu-seed-spread).
 `seed_spread(folder)` computes them from the archive; the constants below are its answer
-written out, and tests/test_parity_constants.py checks that they still are.
+written out, and tests/test_parity_constants.py checks that they still are, and that they
+cover every committed CPU archive's spread: torch's float32 kernels take other paths on an
+AMD and an Intel processor, so the same seed ends a few test digits apart, and CI runs on either.
 """
 from __future__ import annotations
 
@@ -23,11 +25,11 @@ from harness.measure.results import Result
 from harness.measure.store import Store
 from harness.plan.errors import HarnessError
 
-# seed_spread(results/cpu-epyc-2c/seed-spread): the largest seed-to-seed sd per model, and in
+# seed_spread(results/cpu-xeon-2c/seed-spread): the largest seed-to-seed sd per model, and in
 # profile native the largest gap between two frameworks' means.
-SEED_SD = {"logistic": 0.0013, "mlp": 0.0025, "cnn": 0.0024}
-NATIVE_SEED_SD = {"logistic": 0.0009, "mlp": 0.0028, "cnn": 0.0061}
-NATIVE_MEAN_GAP = {"logistic": 0.0304, "mlp": 0.0102, "cnn": 0.0011}
+SEED_SD = {"logistic": 0.0013, "mlp": 0.0025, "cnn": 0.0026}
+NATIVE_SEED_SD = {"logistic": 0.0009, "mlp": 0.0068, "cnn": 0.0061}
+NATIVE_MEAN_GAP = {"logistic": 0.0304, "mlp": 0.0116, "cnn": 0.0011}
 TOLERANCE = {model: 3 * math.sqrt(2) * sd for model, sd in SEED_SD.items()}
 NATIVE_TOLERANCE = {model: 3 * math.sqrt(2) * sd + NATIVE_MEAN_GAP[model] for model, sd in NATIVE_SEED_SD.items()}
 TOLERANCES = {"equal": TOLERANCE, "native": NATIVE_TOLERANCE}

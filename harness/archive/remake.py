@@ -28,12 +28,11 @@ import time
 from pathlib import Path
 
 from harness.drive import rounds
-from harness.drive.rounds import env_pythons as pythons
 from harness.measure.machine import git_info
 from harness.plan.cell import Cell
 from harness.plan.errors import HarnessError
 from harness.plan.files import REPO_ROOT, Tee, write_json_atomic
-from harness.plan.frameworks import frameworks
+from harness.plan.frameworks import frameworks, make_envs_command
 from harness.plan.matrix import plan_cells
 from harness.plan.options import Parser
 from harness.plan.plans import ARCHIVES, LOOPS, PLAIN_LOOPS, REPORTED
@@ -48,15 +47,21 @@ def check_commit(archive: Path, fresh: bool) -> str:
         raise HarnessError("the harness or impls have uncommitted changes: an archive's results must come from one "
                            "commit; commit or stash them first")
     marker = archive / "remake.json"
-    before = json.loads(marker.read_text())["commit"] if marker.exists() else None
+    record = json.loads(marker.read_text()) if marker.exists() else {}
+    before = record.get("commit")
     if before and before != commit:
         if not fresh:
             raise HarnessError(f"{archive} holds the results of commit {before[:10]}, this checkout is {commit[:10]}: "
                                "remake it whole with --fresh (git history keeps the old results)")
     if fresh:
-        for step in {folder for steps in ARCHIVES.values() for part in steps for folder, _ in part} | {LOOPS}:
+        for step in {folder for steps in ARCHIVES.values() for part in steps for folder, _, _ in part} | {LOOPS}:
             shutil.rmtree(archive / step, ignore_errors=True)
-    write_json_atomic(marker, {"commit": commit, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if fresh or before != commit:
+        record = {"commit": commit, "started": now}
+    else:  # a resume keeps when the remake started, and adds when it was resumed
+        record["resumed"] = [*record.get("resumed", []), now]
+    write_json_atomic(marker, record)
     return commit
 
 
@@ -64,23 +69,22 @@ def unready_environments(kind: str) -> str | None:
     """Why the archive cannot run here yet, in one line, or None: a framework environment that its
     cells need is missing or lacks a package. An archive holds every configuration, so it refuses
     before anything runs rather than skipping a framework's cells in every round."""
-    cells = [c for part in ARCHIVES[kind] for _, argv in part for c in plan_cells(argv[argv.index("--plan") + 1], 0)]
-    absent = rounds.lacking(cells, pythons(cells, {}))
+    cells = [c for part in ARCHIVES[kind] for _, plan, _ in part for c in plan_cells(plan, 0)]
+    absent = rounds.lacking(cells, rounds.env_pythons(cells, {}))
     if not absent:
         return None
     named = "; ".join(f"{frameworks()[n].label(b)} lacks {', '.join(packages)}" for (n, b), packages in absent.items())
-    envs = ",".join(dict.fromkeys(frameworks()[n].tox_env(b) for n, b in absent))
+    command = make_envs_command(frameworks()[n].tox_env(b) for n, b in absent)
     return (f"the archive runs every framework in its own environment, and here {named}: make "
-            f"{'them' if len(absent) > 1 else 'it'} with "
-            f"`tox -e {envs} --notest`, then run this again")
+            f"{'them' if len(absent) > 1 else 'it'} with `{command}`, then run this again")
 
 
-def env_pythons() -> list[str]:
+def loop_pythons() -> list[str]:
     """Each framework environment's interpreter that exists here (tox's), once each."""
     cells = [Cell(name, backend, "mlp", record.idiomatic_mode, DataSpec(), Hyper())
              for name, record in frameworks().items() if record.plain_loop_modes
              for backend in (list(record.backends)[:1] or [None])]
-    return list(dict.fromkeys(pythons(cells, {}).values()))
+    return list(dict.fromkeys(rounds.env_pythons(cells, {}).values()))
 
 
 def remake(kind: str, archive: Path, dry_run: bool) -> int:
@@ -96,8 +100,8 @@ def remake(kind: str, archive: Path, dry_run: bool) -> int:
 
     def drive_steps(steps) -> int:
         failed = 0
-        for folder, argv in steps:
-            full = [*argv, "--out", str(archive / folder), "--quiet", "--no-report"]
+        for folder, plan, options in steps:
+            full = ["--plan", plan, *options, "--out", str(archive / folder), "--quiet", "--no-report"]
             header(f"python -m harness.drive {' '.join(full)}")
             if not dry_run:
                 failed += rounds.main(full)
@@ -107,7 +111,7 @@ def remake(kind: str, archive: Path, dry_run: bool) -> int:
     loops = [*PLAIN_LOOPS[kind], "--out", str(archive / LOOPS), "--quiet"]
     header(f"python -m harness.run.plain_loops {' '.join(loops)}, in each framework's environment")
     if not dry_run:
-        for python in env_pythons():
+        for python in loop_pythons():
             proc = subprocess.run([python, "-m", "harness.run.plain_loops", *loops], cwd=REPO_ROOT,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             print(proc.stdout, end="", flush=True)  # through the log

@@ -43,8 +43,8 @@ from harness.analysis.verdicts import MIN_PAIRED_ROUNDS
 from harness.measure.store import Store
 from harness.plan.cell import Cell
 from harness.plan.errors import HarnessError
-from harness.plan.files import REPO_ROOT
-from harness.plan.frameworks import framework, frameworks
+from harness.plan.files import REPO_ROOT, WORKSPACE
+from harness.plan.frameworks import framework, frameworks, make_envs_command
 from harness.plan.matrix import expand, plan_cells
 from harness.plan.options import (Parser, add_matrix_options, check_out, given_options, margin_fraction, positive_int,
                                   refuse_ignored, selection_of)
@@ -267,7 +267,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--python", nargs="+", default=[], metavar="FRAMEWORK=PATH",
                    help="the interpreter of a framework's environment, e.g. torch=~/venvs/torch/bin/python or "
                         "'keras[jax]=...' (default: the tox env's, .tox/<env>/bin/python)")
-    p.add_argument("--no-report", action="store_true", help="do not report at the end")
+    p.add_argument("--no-report", action="store_true",
+                   help="do not report at the end (the report goes to results/report, or beside the results "
+                        "of an --out folder)")
     return p
 
 
@@ -295,12 +297,14 @@ def main(argv: list[str] | None = None) -> int:
     pythons = env_pythons(configurations, given)
     absent = lacking(configurations, pythons)
     for (name, backend), python in pythons.items():
-        why = (f" (lacks {', '.join(absent[name, backend])}: its cells are skipped; `tox -e "
-               f"{framework(name).tox_env(backend)} --notest` makes its environment)" if (name, backend) in absent else "")
+        why = ""
+        if (name, backend) in absent:
+            why = (f" (lacks {', '.join(absent[name, backend])}: its cells are skipped; "
+                   f"`{make_envs_command([framework(name).tox_env(backend)])}` makes its environment)")
         print(f"{framework(name).label(backend)}: {python}{why}")
     failures = drive(configurations, store, args, lambda cell: pythons[cell.framework, cell.backend])
-    if not args.no_report:
-
-        report_main([str(store.root), "--html"])
+    if not args.no_report:  # the default results' report in results/report; another --out's beside its results
+        beside = [] if store.root == WORKSPACE.resolve() else ["--out-dir", str(store.root)]
+        report_main([str(store.root), "--html", *beside])
     return 1 if failures else 0
 

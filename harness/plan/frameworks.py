@@ -181,6 +181,11 @@ def framework(name: str) -> Framework:
     return registry[name]
 
 
+def make_envs_command(envs) -> str:
+    """The command that makes these tox environments (each once, in order) without running their tests."""
+    return f"tox -e {','.join(dict.fromkeys(envs))} --notest"
+
+
 def default_frameworks() -> tuple[str, ...]:
     """What a matrix runs when no --framework is given."""
     return tuple(name for name, record in frameworks().items() if record.in_default_matrix)

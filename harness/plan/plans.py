@@ -134,9 +134,9 @@ FIXED_ROUNDS = {"noise": NOISE_ROUNDS}
 # the plain loops and after them.
 LOOPS, SEED_SPREAD = "plain-loops", "seed-spread"  # two steps' folders (the README's section reads them)
 ARCHIVES = {
-    "cpu": ([("matrix", ["--plan", "cpu-archive", "--rounds", "4", "--min-uncontended", "4"])],
-            [(SEED_SPREAD, ["--plan", "cpu-seed-spread", "--rounds", "5", "--no-controls"]),
-             ("recipes", ["--plan", "cpu-recipes", "--rounds", "1", "--no-controls"])]),
+    "cpu": ([("matrix", "cpu-archive", ["--rounds", "4", "--min-uncontended", "4"])],
+            [(SEED_SPREAD, "cpu-seed-spread", ["--rounds", "5", "--no-controls"]),
+             ("recipes", "cpu-recipes", ["--rounds", "1", "--no-controls"])]),
 }
 PLAIN_LOOPS = {"cpu": ["--plan", "cpu-archive"]}  # harness.run.plain_loops' options (harness.plan.loop_plans)
 # The folders the archive's report reads (the seed spread feeds harness.analysis.parity instead).

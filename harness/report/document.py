@@ -189,7 +189,8 @@ def main_grid(table: Table, notes: Notes) -> Grid:
         if (frame[name] == "—").all() and why:
             notes.ref(f"{name.split(' (')[0]}: n/a, {'; '.join(sorted(why))}")
     frame["status"] = [r["status"] + "".join(f" {notes.ref(p)}" for p in r["problems"]) for r in rows]
-    empty = [c for c in COLUMNS if (frame[c] == "—").all() or (c == "status" and frame[c].str.match(r"ok \d+$").all())]
+    empty = [c for c in COLUMNS
+             if (frame[c] == "—").all() or (c == "status" and frame[c].str.match(r"ok \d+$").all())]
     return Grid(frame.drop(columns=empty))
 
 

@@ -140,7 +140,8 @@ def framework_tax(table: Table) -> pd.DataFrame:
     for label, g in rows.groupby(["label"] + varying, sort=False):
         if g["hyper_batch_size"].nunique() > 1:  # a sweep: the smallest batch at which the device is the bottleneck
             bound = g[g["gpu_util"] >= DEVICE_BOUND]["hyper_batch_size"]
-            bound_from[label] = f"batch {bound.min()}" if len(bound) else f"not up to batch {g['hyper_batch_size'].max()}"
+            bound_from[label] = (f"batch {bound.min()}" if len(bound)
+                                 else f"not up to batch {g['hyper_batch_size'].max()}")
     out = []
     for r in rows.to_dict("records"):
         key = tuple([r["label"]] + [r[c] for c in varying])

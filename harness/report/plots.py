@@ -158,7 +158,8 @@ def batch_sweep(plt, table: Table, head: Headline, cells: pd.DataFrame):
             line, = rate.plot(g["hyper_batch_size"], g["sps"], "o-", label=name)
             share.plot(g["hyper_batch_size"], g["overhead_share"], "o-", color=line.get_color())
     sizes = sorted(rows["hyper_batch_size"].unique())
-    rate.set(yscale="log", ylabel="training samples/s (geometric mean over trials)", title="throughput against batch size")
+    rate.set(yscale="log", ylabel="training samples/s (geometric mean over trials)",
+             title="throughput against batch size")
     share.set(ylabel="overhead / steady epoch", ylim=(0, 1.05),
               title="overhead's share of a step (shrunk-model probe)")
     for ax in (rate, share):

@@ -21,7 +21,7 @@ from harness.measure.machine import CONTENDED_CORES, busy_now
 from harness.measure.results import FINAL_STATUSES
 from harness.measure.store import Store
 from harness.plan.cell import Cell
-from harness.plan.frameworks import framework
+from harness.plan.frameworks import framework, make_envs_command
 from harness.plan.matrix import missing_packages
 
 FAILED = ("oom", "killed", "error", "write failed")
@@ -46,7 +46,7 @@ def why_not_run(cell: Cell, store: Store, force: bool, quiet: bool, waited: bool
         env = framework(cell.framework).tox_env(cell.backend)
         say(f"skip {cell.label}: {', '.join(absent)} not installed in its environment "
             f"(run it in its tox env: tox -e {env}; harness.drive uses .tox/{env} "
-            f"once `tox -e {env} --notest` made it)")
+            f"once `{make_envs_command([env])}` made it)")
         return "skipped"
     before = store.read(cell)
     if before and before.status in FINAL_STATUSES and not force:

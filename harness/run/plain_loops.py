@@ -218,8 +218,8 @@ def parser() -> argparse.ArgumentParser:
                    epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--plan", choices=PLANS, help="gpu: the reference figures' loops on cuda, 5 epochs; "
                                                  "cpu: a smoke run here, 2 epochs; cpu-examples: each "
-                                                 "framework's example loop beside its native cell, 5 epochs; cpu-archive: every CPU "
-                                                 "loop, 5 epochs (the CPU archive's step)")
+                                                 "framework's example loop beside its native cell, 5 epochs; "
+                                                 "cpu-archive: every CPU loop, 5 epochs (the CPU archive's step)")
     modes = "; ".join(f"{name}: {', '.join(loop_modes)}" for name, loop_modes in suite_modes().items())
     p.add_argument("--loop", nargs="+", help=f"in place of --plan: FRAMEWORK[BACKEND]:MODE:BATCH ... (modes {modes})")
     p.add_argument("--device", choices=("cpu", "cuda"), help="with --loop (default cpu)")
