@@ -192,6 +192,18 @@ def test_native_profile_against_equal(cpu_tables, full):
     assert rows["mnist / logistic on cpu | jax step"]["native ÷ equal"] == "0.83"
 
 
+def test_native_against_equal_is_the_paired_ratio_its_interval_is_centred_on():
+    """Paired over the rounds both ran in, the ratio is the one its interval was made from; the ratio
+    of the two geometric means over every trial sat at an interval's edge where one round was not shared."""
+    from harness.report.__main__ import archive_parts, read_results, summarise, tables
+    from tests.helpers import CPU_ARCHIVE
+
+    cells = read_results(archive_parts(CPU_ARCHIVE)[0]).query("source == 'harness'")
+    pairs = headline.native_vs_equal([t for t in tables(summarise(cells), cells) if t.device == "cpu"])
+    assert len(pairs) > 20 and pairs["low"].notna().all()
+    assert np.allclose(pairs["native ÷ equal"], np.sqrt(pairs["low"] * pairs["high"]))  # a t interval on the logs
+
+
 def test_framework_tax_on_the_gpu(gpu_tables, full):
     tax = headline.framework_tax(gpu_tables["mnist / logistic on cuda"]).set_index("row")
     eager = tax.loc["torch eager, batch 100"]

@@ -215,7 +215,7 @@ def table_section(table: Table, figures: Figures) -> Section:
 
 # ---------------------------------------------------------------- after the main comparison
 def native_ratio(pair: dict) -> str:
-    """'0.85 (0.80-0.90)': native's training rate over equal's, with its 95% interval over trials."""
+    """'0.85 (0.80-0.90)': native's training rate over equal's, with its 95% interval (paired by round)."""
     interval = "" if missing(pair["low"]) else f" ({pair['low']:.2f}-{pair['high']:.2f})"
     return num(pair["native ÷ equal"], "{:.2f}") + interval
 

@@ -134,7 +134,8 @@ def readme_section(machine: str, heads: list[Headline], tables: list[Table], ana
     native = native_table(tables)
     if native is not None:
         out += ["", "**Native against equal**, per framework and mode (the geometric mean over trials of each; "
-                "the interval is the ratio's, over the rounds both ran in):", "", md_table(native)]
+                "the ratio and its interval over the rounds both ran in, unpaired where they shared fewer than "
+                "4):", "", md_table(native)]
     table = loops_table(loops)
     if table is not None:
         out += ["", "**The frameworks' own loops beside the suite** (harness.run.plain_loops, the MLP; one process "
