@@ -1,8 +1,8 @@
 """python -m harness.archive: remake a machine's committed archive at one commit, in one command.
 
-    python -m harness.archive cpu results/cpu-epyc-2c --fresh     every step below, from nothing
-    python -m harness.archive cpu results/cpu-epyc-2c             resume one cut short
-    python -m harness.archive cpu results/cpu-epyc-2c --dry-run   the steps, nothing run
+    python -m harness.archive cpu results/cpu-xeon-2c --fresh     every step below, from nothing
+    python -m harness.archive cpu results/cpu-xeon-2c             resume one cut short
+    python -m harness.archive cpu results/cpu-xeon-2c --dry-run   the steps, nothing run
 
 Steps, in this order (the timing evidence first), each resumable: the matrix through the
 interleaving driver (harness.drive: every model, framework, mode, Keras backend and profile,
@@ -129,7 +129,7 @@ def parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m harness.archive", description=__doc__.split("\n")[0],
                epilog=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("kind", choices=ARCHIVES, help="which machine's archive")
-    p.add_argument("archive", type=Path, help="its folder, e.g. results/cpu-epyc-2c")
+    p.add_argument("archive", type=Path, help="its folder, e.g. results/cpu-xeon-2c")
     p.add_argument("--fresh", action="store_true", help="start afresh: remove the steps' results first")
     p.add_argument("--dry-run", action="store_true", help="print the steps, run nothing")
     return p

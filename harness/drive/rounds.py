@@ -3,7 +3,7 @@ until its verdicts are decided or the time budget is spent; then the report.
 
     python -m harness.drive                                  the main job: verdicts in about half an hour
     python -m harness.drive --model mlp cnn --budget 2h
-    python -m harness.drive --plan cpu-archive --rounds 5 --out results/cpu-epyc-2c/matrix
+    python -m harness.drive --plan cpu-archive --rounds 5 --out results/cpu-xeon-2c/matrix
 
 Each round runs one trial of every configuration, in an order shuffled afresh (its seed is
 recorded in each result), each cell in its own framework's environment: the python of the

@@ -75,7 +75,7 @@ PLANS: dict[str, tuple[Selection, ...]] = {
         Selection(framework=("keras",), backend=("jax",), mode=("fit", "fit-jit"), model=("mlp",),
                   batch_size=SWEEP_BATCHES, device=("cuda",)),
     ),
-    # The CPU archive (results/cpu-epyc-2c/matrix): every model in every framework, mode and Keras
+    # The CPU archive (results/cpu-xeon-2c/matrix): every model in every framework, mode and Keras
     # backend, both profiles, seed 002's recipe (batch 32, 5 epochs). Through harness.drive, whose
     # A/A twin is the plan's first cell: torch eager's MLP, the main job's twin too.
     "cpu-archive": (

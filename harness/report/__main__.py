@@ -7,7 +7,7 @@
     python -m harness.report --compare A B            B against A per framework and mode (COMPARE.md);
                                                       on one machine, exit 1 on a regression
     python -m harness.report ARCHIVE --readme         the README's section drawn from an archive
-                                                      (harness.archive's folder, e.g. results/cpu-epyc-2c)
+                                                      (harness.archive's folder, e.g. results/cpu-xeon-2c)
 
 Reads result files (any schema this checkout knows, harness.measure.results) and pytest-benchmark
 files recursively; a file that is neither, or a result it cannot use, is named on stderr in
@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.readme:
         if len(args.dirs) != 1:
-            raise HarnessError("--readme takes one archive folder, e.g. results/cpu-epyc-2c")
+            raise HarnessError("--readme takes one archive folder, e.g. results/cpu-xeon-2c")
         print(readme_text(args.dirs[0], args.margin))
         return 0
     if args.compare:
