@@ -13,8 +13,8 @@ Both are measured on CI's configuration (2 epochs, batch 32, Adam, seeds 0-4) by
 archive's seed-spread step (python -m harness.archive; harness.plan.matrix's plan cpu-seed-spread).
 `seed_spread(folder)` computes them from the archive; the constants below are its answer
 written out, and tests/test_parity_constants.py checks that they still are, and that they
-cover every committed CPU archive's spread: torch's float32 kernels take other paths on an
-AMD and an Intel processor, so the same seed ends a few test digits apart, and CI runs on either.
+cover every committed CPU archive's spread: torch's float32 results at one seed end a few test
+digits apart on an AMD and an Intel processor (jax's and TensorFlow's do not), and CI runs on either.
 """
 from __future__ import annotations
 
