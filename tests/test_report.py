@@ -26,7 +26,8 @@ from harness.analysis.parity import TOLERANCE
 from harness.measure import results
 from harness.plan.errors import HarnessError
 from harness.report import headline, read, summary
-from harness.report.__main__ import main
+from harness.report.__main__ import archive_parts, main, read_results, summarise, tables
+from tests.helpers import CPU_ARCHIVE
 from tests.report_fixtures import CPU, FIXTURES, GPU, head, md_table
 
 
@@ -195,9 +196,6 @@ def test_native_profile_against_equal(cpu_tables, full):
 def test_native_against_equal_is_the_paired_ratio_its_interval_is_centred_on():
     """Paired over the rounds both ran in, the ratio is the one its interval was made from; the ratio
     of the two geometric means over every trial sat at an interval's edge where one round was not shared."""
-    from harness.report.__main__ import archive_parts, read_results, summarise, tables
-    from tests.helpers import CPU_ARCHIVE
-
     cells = read_results(archive_parts(CPU_ARCHIVE)[0]).query("source == 'harness'")
     pairs = headline.native_vs_equal([t for t in tables(summarise(cells), cells) if t.device == "cpu"])
     assert len(pairs) > 20 and pairs["low"].notna().all()

@@ -126,6 +126,7 @@ def native_vs_equal(tables: list[Table]) -> pd.DataFrame:
             estimate, low, high = ratio_estimate(e["configuration_n"], e["configuration_e"])
             out.append({"table": t.title, "model": t.model, "row": row,
                         "equal samples/s": e["sps_e"], "native samples/s": e["sps_n"],
+                        # no uncontended trials on a side: the rates' ratio, with no interval
                         "native ÷ equal": e["sps_n"] / e["sps_e"] if math.isnan(estimate) else estimate,
                         "low": low, "high": high,
                         "equal accuracy": e["acc_mean_e"], "native accuracy": e["acc_mean_n"]})
