@@ -76,21 +76,44 @@ def test_three_outcomes_against_the_margin():
         verdict_kind(ratio(1.06, 1.3), margin=-0.1)
 
 
-def test_more_rounds_is_what_the_observed_spread_needs():
-    rng = np.random.default_rng(13)
-    x, y = rounds_of(rng, 4, noise=0.15, round_noise=0.1, slowdown=1.3)
-    r = paired_ratio(x, y)
-    assert verdict_kind(r) == "undecided"
-    more = more_rounds(r)
-    assert more is not None and more >= 1
-    # at the same mean and spread over 4 + more rounds the interval clears the margin, one round fewer it does not
-    for n, decided in ((r.n + more, True), (r.n + more - 1, False)):
-        pattern = np.array([1.0, -1.0] * (n // 2) + [0.0] * (n % 2))
-        logs = np.log(r.estimate) + r.unit_se * pattern / np.std(pattern, ddof=1)
-        wide = paired_ratio(np.ones(n), np.exp(logs))
-        assert (verdict_kind(wide) != "undecided") == decided, (n, wide)
-    assert more_rounds(ratio(0.96, 1.16)) is None or more_rounds(ratio(0.96, 1.16)) > 0
+def test_more_rounds_grow_as_the_estimate_nears_the_margin_and_the_spread_widens():
+    def undecided(estimate: float, unit_se: float, n: int = 5) -> Ratio:
+        return Ratio(estimate, math.nan, math.nan, n, True, unit_se, n - 1, 0.95).at(0.95)
+    near, far = more_rounds(undecided(1.2, 0.2)), more_rounds(undecided(1.3, 0.2))
+    assert far is not None and near is not None and far < near
+    assert more_rounds(undecided(1.3, 0.18)) < far  # a calmer pair needs fewer
+    assert more_rounds(undecided(1.3, 0.2), power=0.2) < far  # a long shot needs fewer still
+    assert more_rounds(undecided(1.10, 0.30)) is None  # too close to the margin for what is known
     assert more_rounds(Ratio(1.05, 0.8, 1.4, 5, True, 0.3, 4, 0.95)) is None  # at the margin: never decided
+
+
+# 3. Two or three shared rounds: the stronger of the two valid intervals (harness.analysis.verdicts).
+def shared_power(rng, round_share: float, shared: int, rule) -> float:
+    """How often a true 1.3x is found (margin 0) where x ran 4 rounds and y `shared` of them, at a
+    round effect that is this share of a trial's variance."""
+    noise = 0.10
+    round_noise = noise * math.sqrt(round_share / (1 - round_share))
+    found = 0
+    for _ in range(1500):
+        x, y = rounds_of(rng, 4, noise, round_noise, slowdown=1.3)
+        found += verdict_kind(rule(x, y[:shared], shared), margin=0.0) == "faster"
+    return found / 1500
+
+
+def chosen(x, y, shared: int) -> Ratio:
+    from harness.analysis.verdicts import ratio
+    from tests.simulated_drives import configuration
+    blocks = [("sim", r + 1) for r in range(4)]
+    return ratio(configuration(0, list(x), blocks), configuration(1, list(y), blocks[:shared]))
+
+
+@pytest.mark.parametrize("shared, round_share, other", [
+    (3, 0.12, lambda x, y, n: paired_ratio(x[:n], y)),  # a calm machine: Welch 0.65, paired 0.43
+    (3, 0.37, lambda x, y, n: paired_ratio(x[:n], y)),  # the CPU archive's matrix: Welch 0.51, paired 0.41
+    (4, 0.75, lambda x, y, n: unpaired_ratio(x, y))])  # the main job: paired 0.70, Welch 0.30 (at 0.37 they tie)
+def test_the_verdicts_choose_the_stronger_interval_for_the_rounds_shared(shared, round_share, other):
+    assert shared_power(np.random.default_rng(31), round_share, shared, chosen) > \
+        shared_power(np.random.default_rng(31), round_share, shared, other)
 
 
 def test_too_few_rounds_give_no_interval():
@@ -146,3 +169,26 @@ def test_accuracy_equivalence():
     assert different.text == "accuracy differs by 0.0150 at seed 1, beyond 0.0102"
     none = accuracy_equivalence(torch, {7: 0.98}, tolerance=0.0102)
     assert none.kind == "too few" and none.seeds == 0
+
+
+# 7. The looks of a drive spend the promise (harness.analysis.sequential).
+@pytest.mark.parametrize("planned", [10, 40])
+def test_a_statistic_at_zero_crosses_the_looks_boundaries_at_the_promised_rate(planned):
+    from harness.analysis import sequential
+    looks = sequential.planned_looks(planned)
+    bounds = np.array(sequential.boundaries(0.025, looks))
+    rng = np.random.default_rng(planned)
+    rounds = np.array([n for n, _ in looks], dtype=float)
+    steps = np.diff(np.concatenate([[0.0], rounds]))
+    paths = np.cumsum(rng.normal(size=(200_000, len(rounds))) * np.sqrt(steps), axis=1) / np.sqrt(rounds)
+    assert (paths >= bounds).any(axis=1).mean() == pytest.approx(0.025, abs=0.0015)  # measured 0.0250, 0.0249
+    # one look at the full level would cross far more often
+    assert (paths >= stats_norm_isf(0.025)).any(axis=1).mean() > 0.05
+    # a single look is the level itself; the last of many spends nearly all of it
+    assert sequential.level(0.025, ()) == 0.025
+    assert 0.012 < sequential.level(0.025, looks) < 0.025
+
+
+def stats_norm_isf(p: float) -> float:
+    from scipy.stats import norm
+    return float(norm.isf(p))

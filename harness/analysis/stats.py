@@ -39,6 +39,8 @@ CONFIDENCE = 0.95
 ALPHA = 1 - CONFIDENCE  # a table's chance of any false speed verdict
 MARGIN = 0.05  # a difference under 5% is no difference worth naming: the default practical margin
 MAX_MORE_ROUNDS = 100  # "undecided" estimates the rounds still needed up to this many
+POWER = 0.8  # "more rounds would decide it" and "this run could see": at this chance of deciding
+LONG_SHOT = 0.2  # a driver stops when no undecided verdict has even this chance within its budget
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,11 @@ class Ratio:
         return Ratio(1 / self.estimate, 1 / self.high, 1 / self.low, self.n, self.paired, self.unit_se, self.df,
                      self.confidence)
 
+    def at(self, confidence: float) -> "Ratio":
+        """The same estimate with its interval at another confidence."""
+        se = self.unit_se / math.sqrt(self.n) if self.n else math.nan
+        return _t_ratio(math.log(self.estimate), se, self.df, self.n, self.paired, confidence)
+
 
 def log_times(times) -> np.ndarray:
     values = np.asarray(times, dtype=float).ravel()
@@ -97,7 +104,7 @@ def _t_ratio(mean: float, se: float, df: float, n: int, paired: bool, confidence
     unit_se = se * math.sqrt(n) if n else math.nan
     if n < MIN_TRIALS or not np.isfinite(se):
         return Ratio(math.exp(mean), math.nan, math.nan, n, paired, unit_se, df, confidence)
-    half = float(stats.t.ppf(1 - (1 - confidence) / 2, df)) * se if se > 0 else 0.0
+    half = min(float(stats.t.isf((1 - confidence) / 2, df)) * se, 700.0) if se > 0 else 0.0  # exp(700): no bound
     return Ratio(math.exp(mean), math.exp(mean - half), math.exp(mean + half), n, paired, unit_se, df, confidence)
 
 
@@ -127,33 +134,72 @@ def unpaired_ratio(times_x, times_y, confidence: float = CONFIDENCE) -> Ratio:
     return _t_ratio(mean, se, df, n, False, confidence)
 
 
-def verdict_kind(ratio: Ratio, margin: float = MARGIN) -> str:
-    """"faster" | "slower" | "within" | "undecided" | "too few", said of x against y."""
+def verdict_kind(ratio: Ratio, margin: float = MARGIN, equivalence: Ratio | None = None) -> str:
+    """"faster" | "slower" | "within" | "undecided" | "too few", said of x against y.
+
+    "faster"/"slower" when ratio's interval lies wholly beyond the margin; "within" when the
+    equivalence interval (ratio's own where none is given) lies wholly inside it: two one-sided
+    tests (TOST), each at the level that makes the equivalence interval's confidence 1 - 2 level."""
     if margin < 0:
         raise ValueError(f"a margin is a fraction of at least 0, got {margin}")
     if not ratio.known:
         return "too few"
+    equivalence = equivalence or ratio
     if ratio.low > 1 + margin:
         return "faster"
     if ratio.high < 1 / (1 + margin):
         return "slower"
-    if 1 / (1 + margin) <= ratio.low and ratio.high <= 1 + margin:
+    if 1 / (1 + margin) <= equivalence.low and equivalence.high <= 1 + margin:
         return "within"
     return "undecided"
 
 
-def more_rounds(ratio: Ratio, margin: float = MARGIN) -> int | None:
-    """How many more rounds would likely decide an undecided ratio, at its observed spread and
-    estimate: the fewest n' whose interval half-width falls under the estimate's distance from
-    the margin. None beyond MAX_MORE_ROUNDS, or when the spread is unknown."""
+def critical(level: float, df: float) -> float:
+    """The t quantile a one-sided test at this level needs (df degrees of freedom)."""
+    return float(stats.t.isf(level, df))
+
+
+def more_rounds(ratio: Ratio, margin: float = MARGIN, level_at=None, power: float = POWER) -> int | None:
+    """How many more rounds would decide an undecided ratio with this chance, judged on what is known
+    now: the fewest n' at which the final estimate, predicted from the rounds so far (its centre the
+    estimate, its spread what the n' - n new rounds and the estimate's own uncertainty add), clears
+    the interval's half-width at n' from the margin with probability `power` (predictive power, so a
+    noisy estimate is not taken for the truth). level_at(n', within) is the one-sided level a verdict
+    would use at n' rounds ("within": the equivalence test's); by default the ratio's own confidence.
+    None beyond MAX_MORE_ROUNDS, or when the spread is unknown."""
     if not ratio.known or not np.isfinite(ratio.unit_se) or ratio.unit_se <= 0:
         return None
-    distance = abs(abs(math.log(ratio.estimate)) - math.log(1 + margin))
+    if level_at is None:
+        def level_at(rounds: int, within: bool) -> float:
+            return (1 - ratio.confidence) * (1 if within else 0.5)
+    distance = abs(math.log(ratio.estimate))
+    within = distance < math.log(1 + margin)
+    distance = abs(distance - math.log(1 + margin))
     extra_df = ratio.df - (ratio.n - 1)  # Welch's df grows with the trials as the paired df does
-    n = np.arange(ratio.n + 1, ratio.n + MAX_MORE_ROUNDS + 1)
-    half = stats.t.ppf(1 - (1 - ratio.confidence) / 2, n - 1 + extra_df) * ratio.unit_se / np.sqrt(n)
-    enough = np.flatnonzero(half < distance)
-    return int(n[enough[0]] - ratio.n) if len(enough) else None
+    n = ratio.n
+
+    def decides(more: int) -> bool:
+        total = n + more
+        half = critical(level_at(total, within), total - 1 + extra_df) * ratio.unit_se / math.sqrt(total)
+        predicted = ratio.unit_se * math.sqrt(more / (total * n))  # the final estimate's sd, given the rounds so far
+        return float(stats.t.cdf((distance - half) / predicted, ratio.df)) >= power
+    low, high = 0, MAX_MORE_ROUNDS  # decides(high) or None; bisect for the fewest
+    if not decides(high):
+        return None
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if decides(middle) else (middle, high)
+    return high
+
+
+def could_see(unit_se: float, n: int, df: float, level: float, margin: float = MARGIN,
+              power: float = POWER) -> float:
+    """The smallest speed ratio that n rounds at this spread would find beyond the margin with this
+    power, at this one-sided level: what an "undecided" of such a run still rules out."""
+    if n < MIN_TRIALS or not np.isfinite(unit_se) or unit_se <= 0:
+        return math.nan
+    distance = (critical(level, df) + critical(1 - power, df)) * unit_se / math.sqrt(n)
+    return math.exp(math.log(1 + margin) + distance) if distance < 700 else math.inf
 
 
 def rate_interval(seconds_per_sample, confidence: float = CONFIDENCE) -> Interval:

@@ -132,8 +132,9 @@ def questions(table: list[Configuration], margin: float, alpha: float) -> list[Q
     return out
 
 
-def controls(configs: list[Configuration], margin: float) -> list[Control]:
-    """One line each for the A/A twins and the planted slowdowns among the configurations."""
+def controls(configs: list[Configuration], margin: float, alpha: float = stats.ALPHA) -> list[Control]:
+    """One line each for the A/A twins and the planted slowdowns among the configurations, each judged
+    by its interval at the level of the drive's last look (a family of one)."""
     by_key = {(c.machine, c.key): c for c in configs}
     out = []
     for c in configs:
@@ -141,28 +142,29 @@ def controls(configs: list[Configuration], margin: float) -> list[Control]:
         original = by_key.get((c.machine, config_key(plain)))
         if c.control is None or original is None:
             continue
+        kind = "negative" if c.control == "twin" else "positive"
         model = f"{original.label}'s {c.cell.model}"
-        v = verdict(original, c, margin)
+        v = verdict(original, c, margin, alpha)
         if v.kind == "too few":
-            out.append(Control("negative" if c.control == "twin" else "positive", v, False,
-                               f"{'negative control (A/A)' if c.control == 'twin' else 'positive control'}: "
-                               f"{model}: {v.text.split(': ', 1)[1]}"))
+            out.append(Control(kind, v, False, f"{'negative control (A/A)' if kind == 'negative' else 'positive control'}"
+                                               f": {model}: {v.text.split(': ', 1)[1]}"))
             continue
         estimate, = ratio_texts(v.ratio.estimate)
-        interval = interval_text(v.ratio, original, c)
-        if c.control == "twin":
-            passed = 1 / (1 + margin) <= v.ratio.estimate <= 1 + margin
-            text = f"negative control (A/A): {model} ran {estimate}x as fast as its twin {interval}: " + (
-                f"within {margin:.0%}" if passed else f"this machine moved more than {margin:.0%} between "
-                "identical processes; read verdicts near the margin with care")
-            out.append(Control("negative", v, passed, text))
+        interval = interval_text(v.shown, original, c)
+        if kind == "negative":  # it fails only where its interval puts the twin beyond the margin
+            passed = v.kind not in ("faster", "slower")
+            verdict_words = {"within": f"within {margin:.0%}",
+                             "undecided": f"no difference beyond {margin:.0%} found"}.get(v.kind, (
+                                 f"the twin differs beyond {margin:.0%}: this machine moved more than {margin:.0%} "
+                                 "between identical processes; read verdicts near the margin with care"))
+            text = f"negative control (A/A): {model} ran {estimate}x as fast as its twin {interval}: {verdict_words}"
         else:
             planted = f"planted {c.cell.planted_slowdown:g}x slower in {model}"
             passed = v.kind == "faster"
             text = f"positive control: {planted}: " + (
-                f"found {estimate}x {interval}" if passed else f"not found {interval}: this run was too short to "
-                f"see a {c.cell.planted_slowdown:g}x difference, so \"undecided\" means too few rounds, not a tie")
-            out.append(Control("positive", v, passed, text))
+                f"found {estimate}x {interval}" if passed else f"not found {interval}: this run's rounds could not "
+                f"see a difference of {c.cell.planted_slowdown:g}x, so \"undecided\" means too few rounds, not a tie")
+        out.append(Control(kind, v, passed, text))
     return out
 
 
@@ -180,7 +182,7 @@ def analyse_configurations(configs: list[Configuration], margin: float = stats.M
             tables[c.table].append(c)
     order = sorted(tables, key=lambda t: t)
     asked = [q for t in order for q in questions(sorted(tables[t], key=table_order), margin, alpha)]
-    checks = sorted(controls(configs, margin), key=lambda c: c.kind != "negative")  # the A/A twin's line first
+    checks = sorted(controls(configs, margin, alpha), key=lambda c: c.kind != "negative")  # the A/A twin's line first
     return Analysis(margin, tuple(configs), tuple(asked), tuple(checks))
 
 

@@ -31,6 +31,7 @@ class Trial:
     contended: bool | None  # None: not recorded
     infer_s_per_sample: float | None = None  # inference at a large batch, the median of its repeats
     steady: tuple[float, ...] = ()  # its steady epochs' seconds, in order (epoch_s is their median)
+    planned: int | None = None  # the rounds its drive planned when it ran (harness.analysis.sequential)
 
     @property
     def seconds_per_sample(self) -> float:
@@ -84,6 +85,10 @@ class Configuration:
         """Its trials' times by round (a configuration runs once a round)."""
         return {t.block: t.seconds_per_sample for t in self.trials if t.block is not None}
 
+    def planned_by_round(self) -> dict[int, int | None]:
+        """The rounds its drives planned, by round number (what the stopping rule's looks were at)."""
+        return {t.block[1]: t.planned for t in self.trials if t.block is not None}
+
 
 def data_label(cell: Cell) -> str:
     """The data a cell trained on, subset and recipe included: cells compare only within one."""
@@ -116,7 +121,8 @@ def trial(result: Result) -> Trial | None:
     infer = getattr(m.infer_samples_per_s, "median", None)
     return Trial(epoch_s, m.samples_per_epoch, (r.drive, r.number) if r else None, result.cell.hyper.seed,
                  None if contention is None else contention.contended,
-                 1 / infer if infer and math.isfinite(infer) and infer > 0 else None, tuple(m.steady_epoch_s))
+                 1 / infer if infer and math.isfinite(infer) and infer > 0 else None, tuple(m.steady_epoch_s),
+                 r.planned if r else None)
 
 
 def configurations(results: list[Result]) -> list[Configuration]:

@@ -37,9 +37,8 @@ from functools import lru_cache
 from pathlib import Path
 
 from harness import data
-from harness.analysis import stats
+from harness.analysis import sequential, stats
 from harness.analysis.tables import PLANTED_SLOWDOWN, Analysis, analyse
-from harness.analysis.verdicts import MIN_PAIRED_ROUNDS
 from harness.measure.store import Store
 from harness.plan.cell import Cell
 from harness.plan.errors import HarnessError
@@ -54,14 +53,11 @@ from harness.run.executor import FAILED, warn_if_busy
 from harness.run.executors import executor
 
 DEFAULT_BUDGET = "30m"
-VERDICT_ROUNDS = MIN_PAIRED_ROUNDS  # the first round after which every comparison can be paired
-# The driver looks after every round from VERDICT_ROUNDS on and stops once all is decided; each
-# look is a chance to stop on a false verdict. Deciding to stop at a third of the report's alpha
-# keeps a whole drive's chance of any false verdict in a table at or below ALPHA (the report
-# states its verdicts at ALPHA): in simulation, two identical configurations at a per-process
-# spread of 0.2 gave a false verdict in 6.6% of 1000 drives stopping at ALPHA, 3.5% at ALPHA / 3
-# (tests/test_stopping_rule.py), and a true 1.3x is still found within 10 rounds.
-STOP_ALPHA = stats.ALPHA / 3
+# The driver looks at its verdicts after every round from VERDICT_ROUNDS on and stops once all are
+# decided; each look is a chance to stop on a false verdict, so the looks spend the promised error
+# rate between them (harness.analysis.sequential): every round records the rounds the budget holds
+# then, and the verdicts of a look (the driver's and the report's alike) are at that look's level.
+VERDICT_ROUNDS = sequential.FIRST_LOOK
 
 
 def parse_budget(text: str) -> float:
@@ -168,9 +164,32 @@ def short_of(configurations: list[Cell], store, wanted: int) -> list[Cell]:
     return [c for c in configurations if counted[c.configuration.id] < wanted]
 
 
-def stop_after(number: int, analysis: Analysis) -> bool:
-    """The stopping rule: from round VERDICT_ROUNDS on, stop once every verdict is decided."""
-    return number >= VERDICT_ROUNDS and not analysis.undecided()
+def rounds_planned(number: int, elapsed: float, per_cell: list[float], round_size: int, budget: float) -> int | None:
+    """Before round `number`: how many rounds the budget holds in all, this one included, at the slower
+    of the last two rounds' seconds a cell (None before any round has been timed)."""
+    if not per_cell:
+        return None
+    per_round = max(per_cell[-2:]) * round_size
+    return number - 1 + max(1, int((budget - elapsed) // per_round))
+
+
+def stop_reason(number: int, planned: int | None, analysis: Analysis) -> str | None:
+    """The stopping rule after round `number`, or None to go on: the planned rounds are done; or from
+    VERDICT_ROUNDS on, every verdict is decided, or each undecided one needs more rounds at POWER
+    than the budget has left."""
+    if planned is not None and number >= planned:
+        return f"the {planned} rounds the budget holds are done"
+    if number < VERDICT_ROUNDS:
+        return None
+    undecided = analysis.undecided()
+    if not undecided:
+        return f"every verdict decided after {number} rounds"
+    left = None if planned is None else planned - number
+    if left is not None and all(v.long_shot is None or v.long_shot > left for v in undecided):
+        return (f"{'no' if len(undecided) > 1 else 'the'} undecided verdict {'has' if len(undecided) > 1 else 'has no'}"
+                f" even a 1-in-{round(1 / stats.LONG_SHOT)} chance of being decided in the {left} rounds the budget "
+                "has left")
+    return None
 
 
 def next_round_fits(elapsed: float, per_cell: list[float], round_size: int, budget: float) -> bool:
@@ -191,6 +210,7 @@ def drive(configurations: list[Cell], store, args, python_for) -> int:
         return list(missing_in(python_for(cell), framework(cell.framework).needs(cell.backend, cell.profile)))
 
     start, per_cell, number, failures = time.time(), [], 0, 0  # per_cell: seconds a cell took, per round
+    planned = None
     round_size = len(configurations) + 2 * (not args.no_controls)
     drive_id = time.strftime("%Y%m%dT%H%M%S") + f"-{random.randrange(16**6):06x}"
     warn_if_busy(print)
@@ -212,10 +232,13 @@ def drive(configurations: list[Cell], store, args, python_for) -> int:
                 print(f"stop: round {number} would not end within the budget ({args.budget / 60:.0f} min)")
                 break
             cells = round_cells(configurations, number, args.seed[0], args.same_seed, not args.no_controls)
+            if not args.rounds:
+                planned = rounds_planned(number, elapsed, per_cell, round_size, args.budget)
         order_seed = random.randrange(2**31)
         random.Random(order_seed).shuffle(cells)
         context = {c.id: {"round": {"drive": drive_id, "number": number, "position": i + 1, "size": len(cells),
-                                    "seed": order_seed, "margin": args.margin}} for i, c in enumerate(cells)}
+                                    "seed": order_seed, "margin": args.margin,
+                                    "planned": planned}} for i, c in enumerate(cells)}
         began = time.time()
         local = executor("local", python_for=python_for, missing_for=missing, context_for=lambda c: context[c.id])
         counts = local.run(cells, store, args.force, args.quiet)
@@ -233,13 +256,15 @@ def drive(configurations: list[Cell], store, args, python_for) -> int:
               + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) + left, flush=True)
         if not args.rounds and number >= VERDICT_ROUNDS:
             results = [r for _, r in store.results() if not isinstance(r, Exception)]
-            analysis = analyse(results, args.margin, STOP_ALPHA)
-            if stop_after(number, analysis):
-                print(f"every verdict decided after {number} rounds")
-                break
+            analysis = analyse(results, args.margin)
             pending = [v.text for v in analysis.undecided()]
-            more = "; ..." if len(pending) > 3 else ""
-            print(f"{len(pending)} verdicts undecided: " + "; ".join(pending[:3]) + more)
+            if pending:
+                more = "; ..." if len(pending) > 3 else ""
+                print(f"{len(pending)} verdicts undecided: " + "; ".join(pending[:3]) + more)
+            reason = stop_reason(number, planned, analysis)
+            if reason:
+                print(f"stop: {reason}")
+                break
     return failures
 
 

@@ -180,6 +180,7 @@ class Round:
     size: int  # cells in the round
     seed: int  # the seed of the round's shuffle
     margin: float | None = None  # the practical margin the driver declared before the run
+    planned: int | None = None  # the rounds the budget held when this one ran; None: a count fixed in advance
 
 
 @dataclass

@@ -12,12 +12,15 @@ code says so.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from harness.analysis import stats
-from harness.analysis.drift import Drift, changes, drift
+from harness.analysis.drift import Change, Drift, Timed, changes, drift
+from harness.analysis.trials import Configuration
 from harness.plan.errors import HarnessError
 from harness.report.summary import CHOSEN_SETTINGS, column, control_of, field_name, missing, settings_columns, show
 
@@ -45,6 +48,7 @@ class Comparison:
     same_machine: bool
     drift: Drift
     margin: float = stats.MARGIN
+    could_see: float = math.nan  # the median smallest change in training speed its configurations could find
 
     @property
     def regressed(self) -> bool:
@@ -135,15 +139,36 @@ def compare(a: tuple[str, pd.DataFrame, pd.DataFrame], b: tuple[str, pd.DataFram
     records = m.to_dict("records")
     judged = [i for i, r in enumerate(records) if not missing(r["sps_a"]) and not missing(r["sps_b"])
               and missing(r["control_a"])]
-    pairs = [(records[i]["times_a"], records[i]["times_b"]) for i in judged]
-    train = dict(zip(judged, changes(pairs, margin)))
-    infer_pairs = [(records[i]["infer_times_a"], records[i]["infer_times_b"]) for i in judged]
-    infer = dict(zip(judged, changes(infer_pairs, margin)))
+    pairs = [(training(records[i]["configuration_a"]), training(records[i]["configuration_b"])) for i in judged]
+    infer_pairs = [(inference(records[i]["configuration_a"]), inference(records[i]["configuration_b"]))
+                   for i in judged]
+    k = 2 * len(judged)  # one family: training and inference of every configuration, corrected together
+    train = dict(zip(judged, changes(pairs, margin, k=k)))
+    infer = dict(zip(judged, changes(infer_pairs, margin, k=k)))
     words = [verdict(r, same_machine, train.get(i), infer.get(i)) for i, r in enumerate(records)]
     m["verdict"], m["verdict_text"] = [w[0] for w in words], [w[1] for w in words]
+    m["after drift"] = [train[i].ratio.estimate if i in train else np.nan for i in range(len(records))]
     sort = ["table", "model", "framework", "backend"] + [f"mode_rank_{s}" for s in "ab"]
     m = m.sort_values(sort, kind="stable", ignore_index=True)
-    return Comparison(name_a, name_b, m, differences(cells_a, cells_b, key), same_machine, drift(pairs), margin)
+    groups = [records[i]["framework"] for i in judged]
+    return Comparison(name_a, name_b, m, differences(cells_a, cells_b, key), same_machine,
+                      drift(pairs, groups, margin), margin, could_see([c for c in train.values()]))
+
+
+def training(c: Configuration) -> Timed:
+    """A configuration's training trials: (round, seconds per sample)."""
+    return [(t.block, t.seconds_per_sample) for t in c.trials]
+
+
+def inference(c: Configuration) -> Timed:
+    """A configuration's inference trials: (round, seconds per sample at a large batch)."""
+    return [(t.block, t.infer_s_per_sample) for t in c.trials if t.infer_s_per_sample is not None]
+
+
+def could_see(judged: list[Change]) -> float:
+    """The median over the configurations of the smallest training change each could have found."""
+    seen = [c.could_see for c in judged if math.isfinite(c.could_see)]
+    return float(np.median(seen)) if seen else math.nan
 
 
 def varying(rows: pd.DataFrame) -> list[str]:
@@ -165,6 +190,11 @@ def headline(comparison: Comparison) -> list[str]:
     lines = [f"{comparison.b} against {comparison.a}: {len(matched)} configurations in both, "
              f"{counts.get('FAILED', 0)} FAILED in B, {counts.get('only in A', 0)} only in A, "
              f"{counts.get('only in B', 0)} only in B", "  " + comparison.drift.text]
+    lines += [f"  the frameworks disagree about the drift: {d}" for d in comparison.drift.disagreements]
+    if math.isfinite(comparison.could_see):
+        lines.append(f"  this comparison could see a change in training speed of {comparison.could_see:.2f}x or more "
+                     f"(the median over its configurations, {stats.POWER:.0%} power, training and inference "
+                     f"verdicts corrected together); \"undecided\" rows changed less than that or not at all")
     for (data, model), g in matched.groupby(["table", "model"], sort=False):
         ratio = g["B ÷ A"]
         acc = (g["acc_mean_b"] - g["acc_mean_a"]).abs().max()

@@ -9,7 +9,9 @@ from pathlib import Path
 import pandas as pd
 
 from harness.analysis.noise import Noise
+from harness.analysis import stats
 from harness.analysis.tables import Analysis
+from harness.analysis.verdicts import could_see_text
 from harness.measure.machine import slug
 from harness.plan.recipes import RECIPES
 from harness.report import compare as comparing
@@ -74,6 +76,8 @@ def headline_lines(h: Headline) -> list[str]:
                  + ("" if h.verdicts else " (the only row)"))
     if h.verdicts:
         lines.append("  " + "; ".join(v.text for v in h.verdicts))
+        if seen := could_see_text(h.verdicts):
+            lines.append("  " + seen)
     absent = [f"{name} {'not run' if r is None else r['status'].split()[0]}" for name, r in h.idiomatic.items()
               if r is None or missing(r["sps"])]
     if absent:
@@ -113,8 +117,9 @@ def largest_parts(rows: pd.DataFrame) -> str:
 
 def control_lines(analysis: Analysis) -> list[str]:
     """The margin, then one line per control (or why there is none)."""
-    lines = [f"margin {analysis.margin:.0%}: a difference within it is a tie; verdicts at 95% per table "
-             "(Bonferroni over its comparisons), paired by round where configurations shared rounds"]
+    lines = [f"margin {analysis.margin:.0%}: a difference within it is a tie; each table's profile is one family, "
+             f"with at most a {stats.ALPHA:.0%} chance of any false verdict (Bonferroni over its comparisons, "
+             "spent over the driver's looks), paired by round"]
     kinds = {c.kind for c in analysis.controls}
     lines += [c.text for c in analysis.controls]
     if "negative" not in kinds:
