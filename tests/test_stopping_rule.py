@@ -27,8 +27,8 @@ AUDIT = dict(spread=0.10, round_spread=0.05)  # the audit's setting: process noi
 # 1. Looking after every round spends the promise: a pair exactly at the margin.
 @pytest.mark.parametrize("budget_rounds", [10, 40])
 def test_a_pair_exactly_at_the_margin_is_called_faster_at_most_at_the_nominal_rate(budget_rounds):
-    # a false "faster" is one side of a 1 - alpha interval: alpha / 2 = 2.5% promised; measured 0.8% and 0.7%
-    # over 600 drives (fixed rounds give about 2%: the drives that stop early for lack of a chance give less)
+    # a false "faster" is one side of a 1 - alpha interval: alpha / 2 = 2.5% promised; measured 2.1% and 1.1%
+    # over 1000 drives
     drives = dict(levels=AT_THE_MARGIN, budget=ROUND_S * budget_rounds, **AUDIT)
     assert share(600, 11, any_false, **drives) <= stats.ALPHA / 2
     # every look at the full level, nothing spent: 5.7% in 10 rounds and 13.1% in 40 (1000 drives)
@@ -59,9 +59,17 @@ def test_without_the_correction_ten_identical_configurations_pass_5_percent():
 # 3. Power: a real 1.3x, with a round effect larger than the process noise.
 def test_a_true_1_3x_at_a_spread_of_0_10_is_found_in_80_percent_of_drives_within_10_rounds():
     drives = dict(levels=[FASTER_1_3, 0.0, 0.0], spread=0.10, round_spread=0.15)
-    assert share(300, 3, all_found, **drives) >= 0.80
-    # without the pairing by round, the machine's moves drown it
+    assert share(300, 3, all_found, **drives) >= 0.80  # measured 0.92 over 1000 drives
+    # without the pairing by round, the machine's moves drown it: 0.56
     assert share(300, 3, all_found, paired=False, **drives) < 0.70
+
+
+def test_at_a_spread_of_0_15_a_three_row_question_needs_about_14_rounds():
+    """The README's figure: both rivals found 1.3x slower in 74% of drives within 14 rounds (1000
+    drives; 49% within the default budget's 10, and 76% within 10 for a single rival)."""
+    drives = dict(levels=[FASTER_1_3, 0.0, 0.0], spread=0.15, round_spread=0.15)
+    assert share(300, 3, all_found, budget=ROUND_S * 14, **drives) >= 0.65
+    assert share(300, 3, all_found, budget=ROUND_S * 10, **drives) < 0.60
 
 
 # 4. Ties: "within" is two one-sided tests at the family's level, reachable in the rounds the README states.
@@ -89,10 +97,10 @@ def test_a_perfect_twin_passes_its_control_in_95_percent_of_drives():
     runs = [simulate_drive(rng, **drives) for _ in range(300)]
     negatives = [c for run in runs for c in run.controls if c.kind == "negative"]
     assert len(negatives) == len(runs)
-    assert sum(c.passed for c in negatives) / len(runs) >= 0.95  # measured 1.00
+    assert sum(c.passed for c in negatives) / len(runs) >= 0.95  # measured 1.000 over 1000 drives
     # judged by its point estimate, as before: the twin "fails" when its estimate strays past the margin
     by_estimate = [abs(math.log(c.verdict.ratio.estimate)) <= math.log(1 + stats.MARGIN) for c in negatives]
-    assert sum(by_estimate) / len(runs) < 0.85  # measured 0.74
+    assert sum(by_estimate) / len(runs) < 0.85  # measured 0.63: it would fail 37% of perfect twins
 
 
 # 6. "About N more rounds would decide it": at 80% predictive power and the driver's own level.

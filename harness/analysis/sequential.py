@@ -13,7 +13,10 @@ that runs to its budget is judged almost as a fixed count of rounds would be. Th
 each look is found by the recursive numerical integration of Armitage, McPherson and Rowe over
 the looks so far; a look's level is the one-sided tail of its boundary, which the verdicts
 then apply to their t intervals (df = rounds - 1). Bonferroni over the planned looks holds the
-promise too, but at a wider last interval: tests/test_stopping_rule.py measures both.
+promise too, at a wider last interval: in simulated 10-round drives at the audit's spread it
+found a true 1.2x in 38% of drives where this spending finds it in 66%
+(tests/test_stopping_rule.py). A pair exactly at the margin is called "faster" in under 1% of
+drives at budgets of 10 and 40 rounds, where 2.5% is promised.
 
 A drive records, in every round, the rounds it planned (harness.drive); a look's information
 is round / planned. A count fixed in advance (--rounds) has one look, at the full level.

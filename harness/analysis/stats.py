@@ -17,10 +17,11 @@ ratio is exp(mean log time of y - mean log time of x): above 1, x is faster.
   Welch t interval on the difference of mean log times.
 * Verdict (`verdict_kind`): against a practical margin m declared before the run (MARGIN,
   5%): "faster"/"slower" when the whole interval lies beyond 1 + m (or below 1/(1 + m));
-  "within" when it lies wholly inside [1/(1 + m), 1 + m], a tie that was measured;
-  "undecided" otherwise, with the rounds that would decide it at the observed spread
-  (`more_rounds`). The caller sets the confidence: 1 - ALPHA/k for the k comparisons one
-  table makes (Bonferroni), so that a table's chance of any false verdict stays at ALPHA.
+  "within" when the equivalence interval lies wholly inside [1/(1 + m), 1 + m] (two one-sided
+  tests), a tie that was measured; "undecided" otherwise, with the rounds that would decide it
+  (`more_rounds`, at POWER predictive power). The caller sets the levels
+  (harness.analysis.verdicts: Bonferroni over a table's comparisons, spent over the driver's
+  looks). `could_see` is the smallest ratio a run's rounds and spread would find at POWER.
 
 The ideas are criterion.rs's (a declared noise threshold, "within noise" apart from "no
 change detected"), Kalibera and Jones's (spend repetitions where the variance lives) and

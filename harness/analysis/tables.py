@@ -5,16 +5,17 @@ A table is one machine, data set, model and device; a question is one profile of
 settings most of its configurations share (batch, precision...): the users' code and the
 equalised code are separate questions. Each question sets its fastest configuration (the
 highest geometric-mean speed, the estimate every ratio uses) against each framework's
-idiomatic mode and the next fastest, at 1 - alpha/k each (Bonferroni over its k verdicts).
+idiomatic mode and the next fastest, corrected together (harness.analysis.verdicts.family).
 
 The controls, run by the driver in every round beside the plan's first configuration:
-* negative, the A/A twin: the same code counted apart. Its ratio to the original should land
-  within the margin; where it does not, the machine moved more than the margin between
-  identical processes, and verdicts near the margin deserve care.
+* negative, the A/A twin: the same code counted apart. It fails only where its interval puts
+  the twin beyond the margin ("faster" or "slower"): then the machine moved more than the
+  margin between identical processes, and verdicts near the margin deserve care. Its point
+  estimate alone strays past 5% in a quarter to a half of runs of a perfect twin.
 * positive, the planted slowdown: the same configuration with every epoch made
   PLANTED_SLOWDOWN times longer. Found ("faster" beyond the margin), it shows the run could
-  see a difference of that size; not found, "undecided" means the run was too short, not
-  that the frameworks tie.
+  see a difference of that size; not found, this run's rounds could not see one, and
+  "undecided" means too few rounds, not that the frameworks tie.
 """
 from __future__ import annotations
 

@@ -7,6 +7,12 @@ three outcomes against the declared margin, each in its own words.
 
 The interval says how it was made: "5 rounds" (paired, the default under the driver) or
 "unpaired, 4 and 5 trials" (where the two shared fewer than MIN_PAIRED_ROUNDS rounds).
+
+One family is one question of a table (a profile's fastest against its k rivals): at most ALPHA
+chance of any false verdict in it. So a comparison may make a false "faster" or "slower" at
+ALPHA / 2k a side, and a false "within" at ALPHA / k (two one-sided tests, so its interval is
+at 1 - 2 ALPHA / k), each spent over the driver's looks (harness.analysis.sequential) and judged
+at the level of the drive's last look, the one it stopped at. A control is a family of one.
 """
 from __future__ import annotations
 

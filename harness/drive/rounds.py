@@ -12,12 +12,15 @@ tox env that installs it (.tox/torch, .tox/keras, .tox/jax, .tox/keras-jax, ...;
 different hour of the machine than another. Round r runs trial r-1 of each configuration at
 seed first+r-1: every process is one timing trial and one accuracy seed. Each round also runs
 two controls beside the matrix's first configuration (harness.analysis.tables): its A/A twin,
-identical code counted apart (negative: it must land within the margin), and its planted
-slowdown, every epoch made 1.25x longer (positive: the run must find it).
+identical code counted apart (negative: its interval must not put it beyond the margin), and
+its planted slowdown, every epoch made 1.25x longer (positive: the run must find it).
 
-After round 4 (the fewest rounds a paired verdict uses), the driver adds rounds until every
-verdict of the summary is decided (faster beyond the margin, or within it) at the stricter
-STOP_ALPHA, or the next round would overrun --budget; --rounds sets a fixed count instead. With --min-uncontended N,
+Before each round the driver records how many rounds the budget holds (at the slower of the
+last two rounds' pace); from round 4 on it looks at the summary's verdicts after every round,
+each look at its share of the error rate (harness.analysis.sequential), and stops once every
+verdict is decided (beyond the margin, or within it), once no undecided verdict has even a
+1-in-5 chance in the rounds left, or when the planned rounds are done or the next would
+overrun --budget. --rounds sets a fixed count instead, judged once at the end. With --min-uncontended N,
 top-up rounds follow the fixed ones (as many at most), each of only the configurations that
 have fewer than N finished trials no other process contended for, so a trial lost to a busy
 machine is made up at a new seed. A rerun of the same command resumes: trials already
