@@ -46,7 +46,8 @@ def compared(b: Path) -> comparing.Comparison:
 
 def flagged(comparison: comparing.Comparison) -> set[str]:
     rows = comparison.rows
-    return {f"{r['label']} {r['profile']}" for r in rows[rows["verdict"].isin(["REGRESSION", "faster"])].to_dict("records")}
+    judged = rows[rows["verdict"].isin(["REGRESSION", "faster"])]
+    return {f"{r['label']} {r['profile']}" for r in judged.to_dict("records")}
 
 
 JAX_STEP = {f"jax step {profile}" for profile in ("equal", "native")}

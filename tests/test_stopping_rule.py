@@ -155,3 +155,19 @@ def test_a_true_ratio_at_what_a_run_could_see_is_found_in_80_percent_of_runs(rou
         logs = np.log([[1 / seen], [1.0]]) + rng.normal(0, 0.10, (2, rounds))
         found += verdict(*configurations(logs)).kind == "faster"
     assert 0.72 <= found / 1000 <= 0.88  # measured 0.79 and 0.80
+
+
+# 8. The driver's reasons to stop, in its own words.
+def test_the_driver_stops_when_no_undecided_verdict_has_a_chance_in_the_rounds_left():
+    from harness.analysis.tables import analyse_configurations
+    from harness.drive.rounds import stop_reason
+    hopeless = np.log([[1.0, 1.3, 0.8, 1.2], [1.1, 0.9, 1.25, 0.85]])  # a tie seen through a spread of 0.25
+    analysis = analyse_configurations(configurations(hopeless, planned=[10] * 4))
+    assert [v.kind for v in analysis.undecided()] == ["undecided"]
+    assert stop_reason(4, 10, analysis) == ("the undecided verdict has not even a 1-in-5 chance of being decided in "
+                                            "the 6 rounds the budget has left")
+    assert stop_reason(4, None, analysis) is None  # a fixed count of rounds runs them all
+    assert stop_reason(10, 10, analysis) == "the 10 rounds the budget holds are done"
+    clear = np.log([[1.0, 1.02, 0.99, 1.01], [2.0, 2.03, 1.98, 2.02]])
+    assert stop_reason(4, 10, analyse_configurations(configurations(clear, planned=[10] * 4))) == \
+        "every verdict decided after 4 rounds"

@@ -146,9 +146,9 @@ def controls(configs: list[Configuration], margin: float, alpha: float = stats.A
         kind = "negative" if c.control == "twin" else "positive"
         model = f"{original.label}'s {c.cell.model}"
         v = verdict(original, c, margin, alpha)
+        name = "negative control (A/A)" if kind == "negative" else "positive control"
         if v.kind == "too few":
-            out.append(Control(kind, v, False, f"{'negative control (A/A)' if kind == 'negative' else 'positive control'}"
-                                               f": {model}: {v.text.split(': ', 1)[1]}"))
+            out.append(Control(kind, v, False, f"{name}: {model}: {v.text.split(': ', 1)[1]}"))
             continue
         estimate, = ratio_texts(v.ratio.estimate)
         interval = interval_text(v.shown, original, c)

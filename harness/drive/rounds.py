@@ -189,9 +189,10 @@ def stop_reason(number: int, planned: int | None, analysis: Analysis) -> str | N
         return f"every verdict decided after {number} rounds"
     left = None if planned is None else planned - number
     if left is not None and all(v.long_shot is None or v.long_shot > left for v in undecided):
-        return (f"{'no' if len(undecided) > 1 else 'the'} undecided verdict {'has' if len(undecided) > 1 else 'has no'}"
-                f" even a 1-in-{round(1 / stats.LONG_SHOT)} chance of being decided in the {left} rounds the budget "
-                "has left")
+        chance = (f"even a 1-in-{round(1 / stats.LONG_SHOT)} chance of being decided in the {left} rounds "
+                  "the budget has left")
+        return (f"no undecided verdict has {chance}" if len(undecided) > 1
+                else f"the undecided verdict has not {chance}")
     return None
 
 

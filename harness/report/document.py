@@ -331,14 +331,14 @@ def report_document(machine: str, cells: pd.DataFrame, bench: pd.DataFrame, tabl
              "left out and counted. × slower than fastest compares the geometric means of one table's rows. The "
              "summary speaks in verdicts against a margin declared before the run: the ratio of two rows is "
              "estimated from their per-round ratios where they ran in the same rounds, with its interval over "
-             "rounds, corrected for the comparisons of its table; a row is faster when the whole interval lies "
-             "beyond the margin, within the margin when the whole interval lies inside it, and undecided "
-             "otherwise, with the rounds that would likely decide it. The driver runs two controls beside the "
-             "first configuration every round, an A/A twin and a planted slowdown: the summary gives a line "
-             "for each, or says it is absent. Input / overhead / arithmetic: "
-             "where a steady epoch's seconds "
-             "go (the input pipeline's clock; the shrunk-model probe's seconds per step times the steps; the "
-             "rest)."]
+             "rounds, corrected for the comparisons of its table and spent over the driver's looks; a row is "
+             "faster when the whole interval lies beyond the margin, within the margin when its equivalence "
+             "interval (two one-sided tests) lies inside it, and undecided otherwise, with the rounds that would "
+             "decide it at 80% power and the smallest difference the run could see. The driver runs two "
+             "controls beside the first configuration every round, an A/A twin and a planted slowdown, each "
+             "judged by its interval: the summary gives a line for each, or says it is absent. Input / overhead "
+             "/ arithmetic: where a steady epoch's seconds go (the input pipeline's clock; the shrunk-model "
+             "probe's seconds per step times the steps; the rest)."]
     return Document(f"fwcompare: {machine}", intro, summary_lines(machine, cells, heads, analysis),
                     main + [s for s in later if s is not None])
 
@@ -363,10 +363,12 @@ def compare_document(c: comparing.Comparison) -> Document:
     for title, rows, varying in comparing.tables(c):
         sections.append(Section(title, slug(title), [("table", compare_grid(rows, varying, c.same_machine))]))
     intro = [f"A: {c.a}", f"B: {c.b}",
-             ("One machine: the whole machine's drift between the runs is measured apart (the geometric mean of "
-              "every configuration's B ÷ A), and each configuration is judged on its own B ÷ A after the others' "
-              "drift, with an interval over its trials and the drift's, corrected for the configurations "
-              f"compared. A REGRESSION is training or inference speed slower than A's by more than the margin "
+             ("One machine: each run's round effects are taken out first (a configuration's level against the "
+              "others of its rounds), the whole machine's drift between the runs is measured apart (the median "
+              "of the configurations' B ÷ A), and each configuration is judged on its own B ÷ A after the "
+              "others' median, with an interval over its processes' spread and the drift's, training and "
+              "inference of every configuration corrected together. A REGRESSION is training or inference "
+              "speed slower than A's by more than the margin "
               f"({c.margin:.0%}), the whole interval beyond it, or mean test accuracy more than "
               f"{comparing.ACCURACY_DROP_THRESHOLD} below A's; FAILED: A measured it, B has no finished trial; "
               "with one trial a side there is no verdict."
