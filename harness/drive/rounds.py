@@ -20,10 +20,10 @@ last two rounds' pace); from round 4 on it looks at the summary's verdicts after
 each look at its share of the error rate (harness.analysis.sequential), and stops once every
 verdict is decided (beyond the margin, or within it), once no undecided verdict has even a
 1-in-5 chance in the rounds left, or when the planned rounds are done or the next would
-overrun --budget. --rounds sets a fixed count instead, judged once at the end. With --min-uncontended N,
-top-up rounds follow the fixed ones (as many at most), each of only the configurations that
-have fewer than N finished trials no other process contended for, so a trial lost to a busy
-machine is made up at a new seed. A rerun of the same command resumes: trials already
+overrun --budget. --rounds sets a fixed count instead, judged once at the end. With
+--min-uncontended N, top-up rounds follow the fixed ones (as many at most), each of only the
+configurations that have fewer than N finished trials no other process contended for, so a
+trial lost to a busy machine is made up at a new seed. A rerun of the same command resumes: trials already
 finished are not run again.
 """
 from __future__ import annotations
@@ -178,8 +178,8 @@ def rounds_planned(number: int, elapsed: float, per_cell: list[float], round_siz
 
 def stop_reason(number: int, planned: int | None, analysis: Analysis) -> str | None:
     """The stopping rule after round `number`, or None to go on: the planned rounds are done; or from
-    VERDICT_ROUNDS on, every verdict is decided, or each undecided one needs more rounds at POWER
-    than the budget has left."""
+    VERDICT_ROUNDS on, every verdict is decided, or no undecided one has even a LONG_SHOT chance
+    in the rounds the budget has left."""
     if planned is not None and number >= planned:
         return f"the {planned} rounds the budget holds are done"
     if number < VERDICT_ROUNDS:
