@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from harness.measure import results
+from harness.plan.errors import HarnessError
 from harness.report import read, summary
 from harness.report.__main__ import main
 
@@ -157,6 +158,13 @@ def two_runs(tmp_path: Path, drift: float = 1.0, slower: dict[str, float] | None
                      **(b_change if fixture == CONFIGURATIONS[0] else {}))
     write_trials(tmp_path / "a", CONFIGURATIONS[0], NOISE, drive="a", twin=True)
     write_trials(tmp_path / "b", CONFIGURATIONS[0], [drift * t for t in NOISE], drive="b", twin=True)
+
+
+def test_compare_of_a_folder_with_itself_is_refused_in_one_line(tmp_path):
+    write_trials(tmp_path / "a", "jax-step-s0.json", NOISE)
+    with pytest.raises(HarnessError, match="a folder against itself compares nothing"):  # exit 2, one line
+        run_report("--compare", tmp_path / "a", tmp_path / "a" / ".", "--out-dir", tmp_path / "out")
+    assert not (tmp_path / "out" / "COMPARE.md").exists()
 
 
 def test_compare_of_unchanged_code_on_a_drifting_machine_prints_the_drift_and_no_regression(tmp_path):

@@ -132,6 +132,9 @@ def compare(a: Path, b: Path, out_dir: Path, with_html: bool, margin: float | No
             raise HarnessError(f"no result files of cells under {folder}")
         return str(folder), summarise(cells), cells
 
+    if Path(a).resolve() == Path(b).resolve():
+        raise HarnessError(f"--compare {a} {b}: a folder against itself compares nothing; give two runs' folders, "
+                           "A then B")
     sides = side(a), side(b)
     result = comparing.compare(*sides, margin=declared_margin(pd.concat([sides[0][2], sides[1][2]]), margin))
     doc = compare_document(result)
