@@ -12,10 +12,12 @@ import re
 
 import numpy as np
 import pytest
+from scipy.stats import norm
 
-from harness.analysis import stats
+from harness.analysis import sequential, stats, verdicts
 from harness.analysis.stats import (MIN_TRIALS, Interval, Ratio, accuracy_equivalence, accuracy_summary, more_rounds,
                                     paired_ratio, rate_interval, unpaired_ratio, verdict_kind)
+from tests.simulated_drives import configuration
 
 
 def rounds_of(rng: np.random.Generator, n: int, noise: float, round_noise: float, slowdown: float = 1.0):
@@ -101,10 +103,8 @@ def shared_power(rng, round_share: float, shared: int, rule) -> float:
 
 
 def chosen(x, y, shared: int) -> Ratio:
-    from harness.analysis.verdicts import ratio
-    from tests.simulated_drives import configuration
     blocks = [("sim", r + 1) for r in range(4)]
-    return ratio(configuration(0, list(x), blocks), configuration(1, list(y), blocks[:shared]))
+    return verdicts.ratio(configuration(0, list(x), blocks), configuration(1, list(y), blocks[:shared]))
 
 
 @pytest.mark.parametrize("shared, round_share, other", [
@@ -174,7 +174,6 @@ def test_accuracy_equivalence():
 # 7. The looks of a drive spend the promise (harness.analysis.sequential).
 @pytest.mark.parametrize("planned", [10, 40])
 def test_a_statistic_at_zero_crosses_the_looks_boundaries_at_the_promised_rate(planned):
-    from harness.analysis import sequential
     looks = sequential.planned_looks(planned)
     bounds = np.array(sequential.boundaries(0.025, looks))
     rng = np.random.default_rng(planned)
@@ -183,12 +182,7 @@ def test_a_statistic_at_zero_crosses_the_looks_boundaries_at_the_promised_rate(p
     paths = np.cumsum(rng.normal(size=(200_000, len(rounds))) * np.sqrt(steps), axis=1) / np.sqrt(rounds)
     assert (paths >= bounds).any(axis=1).mean() == pytest.approx(0.025, abs=0.0015)  # measured 0.0250, 0.0249
     # one look at the full level would cross far more often
-    assert (paths >= stats_norm_isf(0.025)).any(axis=1).mean() > 0.05
+    assert (paths >= norm.isf(0.025)).any(axis=1).mean() > 0.05
     # a single look is the level itself; the last of many spends nearly all of it
     assert sequential.level(0.025, ()) == 0.025
     assert 0.012 < sequential.level(0.025, looks) < 0.025
-
-
-def stats_norm_isf(p: float) -> float:
-    from scipy.stats import norm
-    return float(norm.isf(p))

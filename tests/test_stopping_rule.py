@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 
 from harness.analysis import sequential, stats
+from harness.analysis.tables import analyse_configurations
+from harness.drive.rounds import stop_reason
 from harness.analysis.verdicts import rounds_for_a_tie, verdict
 from tests.simulated_drives import FASTER_1_3, ROUND_S, all_found, any_false, configurations, share, simulate_drive
 
@@ -159,8 +161,6 @@ def test_a_true_ratio_at_what_a_run_could_see_is_found_in_80_percent_of_runs(rou
 
 # 8. The driver's reasons to stop, in its own words.
 def test_the_driver_stops_when_no_undecided_verdict_has_a_chance_in_the_rounds_left():
-    from harness.analysis.tables import analyse_configurations
-    from harness.drive.rounds import stop_reason
     hopeless = np.log([[1.0, 1.3, 0.8, 1.2], [1.1, 0.9, 1.25, 0.85]])  # a tie seen through a spread of 0.25
     analysis = analyse_configurations(configurations(hopeless, planned=[10] * 4))
     assert [v.kind for v in analysis.undecided()] == ["undecided"]

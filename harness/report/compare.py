@@ -152,7 +152,7 @@ def compare(a: tuple[str, pd.DataFrame, pd.DataFrame], b: tuple[str, pd.DataFram
     m = m.sort_values(sort, kind="stable", ignore_index=True)
     groups = [records[i]["framework"] for i in judged]
     return Comparison(name_a, name_b, m, differences(cells_a, cells_b, key), same_machine,
-                      drift(pairs, groups, margin), margin, could_see([c for c in train.values()]))
+                      drift(pairs, groups, margin), margin, could_see(list(train.values())))
 
 
 def training(c: Configuration) -> Timed:
